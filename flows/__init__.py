@@ -1,0 +1,1 @@
+"""Prefect orchestration for feedlake: thin flows over the plain functions in ``tasks``."""

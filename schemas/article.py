@@ -1,0 +1,86 @@
+"""Article schema, version 1: the one Arrow shape every article takes in feedlake.
+
+Field-by-field documentation lives in ``schemas/README.md``; the field metadata below carries the
+same one-line descriptions so that they travel inside every Parquet file.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+SCHEMA_VERSION_KEY = b"feedlake.schema_version"
+
+# Timestamps are microseconds in UTC: Athena, Spark and older Hive readers cannot read nanoseconds.
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# How published_at was obtained, from most to least trustworthy.
+DATE_SOURCES = ("explicit_offset", "named_zone", "assumed_utc", "missing")
+
+ENCLOSURE = pa.struct(
+    [
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("type", pa.string()),
+        pa.field("length", pa.int64()),
+    ]
+)
+
+
+def _field(name: str, type_: pa.DataType, doc: str, *, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={b"doc": doc.encode()})
+
+
+ARTICLE_SCHEMA = pa.schema(
+    [
+        _field(
+            "article_id",
+            pa.string(),
+            "Stable id: hash of source_id + guid (else URL)",
+            nullable=False,
+        ),
+        _field("source_id", pa.string(), "Source slug from the sources file", nullable=False),
+        _field("feed_url", pa.string(), "URL the feed was fetched from", nullable=False),
+        _field("guid", pa.string(), "Entry id as the feed gave it (guid / atom:id / id)"),
+        _field("url", pa.string(), "Canonical absolute article URL, tracking params dropped"),
+        _field("title", pa.string(), "Title as plain text"),
+        _field("summary_text", pa.string(), "Summary as plain text"),
+        _field("content_text", pa.string(), "Full content as plain text, paragraphs kept"),
+        _field("content_html", pa.string(), "Full content HTML, sanitized"),
+        _field("authors", pa.list_(pa.string()), "Author names"),
+        _field("categories", pa.list_(pa.string()), "Categories / tags"),
+        _field("enclosures", pa.list_(ENCLOSURE), "Attached media: url, type, length"),
+        _field("language", pa.string(), "Language code (entry, feed, or source default)"),
+        _field("published_at", TIMESTAMP, "Publication time, UTC"),
+        _field("updated_at", TIMESTAMP, "Last update time, UTC"),
+        _field("published_raw", pa.string(), "Publication date string as the feed gave it"),
+        _field(
+            "date_source",
+            pa.string(),
+            "explicit_offset | named_zone | assumed_utc | missing",
+            nullable=False,
+        ),
+        _field("fetched_at", TIMESTAMP, "When feedlake fetched the feed, UTC", nullable=False),
+        _field(
+            "content_hash",
+            pa.string(),
+            "Hash of title, url, text and html: detects edits",
+            nullable=False,
+        ),
+        _field("run_id", pa.string(), "Id of the run that wrote the row", nullable=False),
+        _field(
+            "published_date",
+            pa.date32(),
+            "Partition: date of published_at, else of fetched_at",
+            nullable=False,
+        ),
+    ],
+    metadata={SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode()},
+)
+
+# Hive-style partition columns: stored in the object path, not inside the data files.
+PARTITION_COLUMNS = ("source_id", "published_date")
+
+FILE_SCHEMA = pa.schema(
+    [f for f in ARTICLE_SCHEMA if f.name not in PARTITION_COLUMNS],
+    metadata=ARTICLE_SCHEMA.metadata,
+)

@@ -1,0 +1,1 @@
+"""feedlake pipeline stages: plain, typed functions with no orchestration (no prefect import)."""

@@ -1,0 +1,49 @@
+"""Dedup stage: drop rows the lake already holds and repeats within the batch.
+
+A row is new when its (article_id, content_hash) pair is not in the source's seen index: an edited
+article (same id, new hash) is new, a re-fetched unchanged one is a duplicate. Within one batch an
+article_id counts once (the first entry wins: feeds list newest first). The index is per source, so
+the cost of a poll grows with that source's history, never with the whole lake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+@dataclass(frozen=True)
+class DedupResult:
+    """The new rows of a batch and how many were dropped as duplicates."""
+
+    new: pa.RecordBatch
+    duplicates: int
+
+
+def row_keys(batch: pa.RecordBatch | pa.Table) -> pa.Array:
+    """Return one string key per row: article_id and content_hash joined."""
+    keys = pc.binary_join_element_wise(batch.column("article_id"), batch.column("content_hash"), ":")
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+
+def drop_seen(batch: pa.RecordBatch, seen: pa.Array) -> DedupResult:
+    """Keep the first row of each article_id, unless its row key is in ``seen``."""
+    if batch.num_rows == 0:
+        return DedupResult(batch, 0)
+    keys = row_keys(batch)
+    unseen = pc.invert(pc.is_in(keys, value_set=seen)) if len(seen) else pa.array([True] * len(keys))
+    ids = batch.column("article_id")
+    first = pc.equal(pa.array(range(len(keys)), pa.int64()), _first_positions(ids))
+    keep = pc.and_(unseen, first)
+    new = batch.filter(keep)
+    return DedupResult(new, batch.num_rows - new.num_rows)
+
+
+def _first_positions(values: pa.Array) -> pa.Array:
+    # For every row, the position of the first row with the same value.
+    table = pa.table({"key": values, "pos": pa.array(range(len(values)), pa.int64())})
+    firsts = table.group_by("key", use_threads=False).aggregate([("pos", "min")])
+    lookup = pc.index_in(values, value_set=firsts.column("key"))
+    return pc.take(firsts.column("pos_min"), lookup).combine_chunks()

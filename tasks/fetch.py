@@ -1,0 +1,284 @@
+"""Fetch stage: download feeds concurrently with conditional GET, bounded retries and size caps.
+
+Input: sources plus the HTTP validators (ETag / Last-Modified) stored for them.
+Output: one ``FetchResult`` per source, in source order; failures are data, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from tasks.errors import FeedlakeError, FetchTerminalError, FetchTransientError
+from tasks.settings import FeedlakeSettings
+from tasks.sources import Source
+
+log = logging.getLogger(__name__)
+
+# Statuses worth retrying: the server says "not now", not "never".
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+RETRY_AFTER_CAP_SECONDS = 60.0
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
+    "application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+
+
+@dataclass(frozen=True)
+class FeedValidators:
+    """What a server told us last time, sent back for a conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of fetching one source: a body, a 304, or an error."""
+
+    source_id: str
+    url: str
+    fetched_at: datetime
+    final_url: str | None = None
+    status: int | None = None
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    validators: FeedValidators = field(default_factory=FeedValidators)
+    not_modified: bool = False
+    error: FeedlakeError | None = None
+    attempts: int = 0
+    elapsed_seconds: float = 0.0
+
+
+def build_client(settings: FeedlakeSettings) -> httpx.AsyncClient:
+    """Make the HTTP client the fetch stage uses, configured from settings."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.read_timeout,
+        pool=settings.total_timeout,
+    )
+    limits = httpx.Limits(
+        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+    )
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=True,
+        max_redirects=5,
+        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT},
+    )
+
+
+async def fetch_feeds(
+    sources: Sequence[Source],
+    validators: Mapping[str, FeedValidators],
+    settings: FeedlakeSettings,
+    client: httpx.AsyncClient | None = None,
+) -> list[FetchResult]:
+    """Fetch every source concurrently; one result per source, in the order given."""
+    own_client = client is None
+    http = client if client is not None else build_client(settings)
+    limit = asyncio.Semaphore(settings.concurrency)
+    host_limits: dict[str, asyncio.Semaphore] = {}
+
+    async def one(source: Source) -> FetchResult:
+        host = urlsplit(source.url).netloc.lower()
+        host_limit = host_limits.setdefault(host, asyncio.Semaphore(settings.per_host_concurrency))
+        async with limit, host_limit:
+            return await fetch_feed(http, source, validators.get(source.id), settings)
+
+    try:
+        results = await asyncio.gather(*(one(s) for s in sources))
+    finally:
+        if own_client:
+            await http.aclose()
+    fetched = sum(1 for r in results if r.body is not None)
+    unchanged = sum(1 for r in results if r.not_modified)
+    failed = sum(1 for r in results if r.error is not None)
+    log.info(
+        "fetch: %d sources, %d fetched, %d not modified, %d failed",
+        len(results),
+        fetched,
+        unchanged,
+        failed,
+    )
+    return list(results)
+
+
+def fetch_feeds_blocking(
+    sources: Sequence[Source],
+    validators: Mapping[str, FeedValidators],
+    settings: FeedlakeSettings,
+) -> list[FetchResult]:
+    """Run ``fetch_feeds`` to completion from synchronous code."""
+    return asyncio.run(fetch_feeds(sources, validators, settings))
+
+
+async def fetch_feed(
+    client: httpx.AsyncClient,
+    source: Source,
+    validators: FeedValidators | None,
+    settings: FeedlakeSettings,
+) -> FetchResult:
+    """Fetch one source, retrying transient failures with exponential backoff and jitter."""
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        fetched_at = datetime.now(UTC)
+        try:
+            async with asyncio.timeout(settings.total_timeout):
+                result = await _get_once(client, source, validators, settings, fetched_at)
+            return _with_timing(result, attempt, started)
+        except FeedlakeError as exc:
+            error: FeedlakeError = exc
+        except TimeoutError:
+            error = FetchTransientError(
+                f"timed out after {settings.total_timeout:.0f}s",
+                source_id=source.id,
+                url=source.url,
+            )
+        except httpx.TimeoutException as exc:
+            error = FetchTransientError(
+                f"timed out ({type(exc).__name__})", source_id=source.id, url=source.url
+            )
+        except httpx.TooManyRedirects:
+            error = FetchTerminalError("too many redirects", source_id=source.id, url=source.url)
+        except httpx.TransportError as exc:
+            error = FetchTransientError(
+                f"connection failed ({type(exc).__name__}: {exc})",
+                source_id=source.id,
+                url=source.url,
+            )
+        except httpx.HTTPError as exc:
+            error = FetchTerminalError(
+                f"HTTP error ({type(exc).__name__}: {exc})", source_id=source.id, url=source.url
+            )
+        if not error.transient or attempt >= settings.fetch_attempts:
+            log.warning("fetch failed for %s after %d attempt(s): %s", source.id, attempt, error)
+            failed = FetchResult(
+                source_id=source.id,
+                url=source.url,
+                fetched_at=fetched_at,
+                status=error.status,
+                error=error,
+            )
+            return _with_timing(failed, attempt, started)
+        await asyncio.sleep(_backoff(settings.backoff_seconds, attempt, error))
+
+
+async def _get_once(
+    client: httpx.AsyncClient,
+    source: Source,
+    validators: FeedValidators | None,
+    settings: FeedlakeSettings,
+    fetched_at: datetime,
+) -> FetchResult:
+    headers: dict[str, str] = {}
+    if validators is not None:
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+    async with client.stream("GET", source.url, headers=headers) as response:
+        status = response.status_code
+        final_url = str(response.url)
+        if status == 304:
+            return FetchResult(
+                source_id=source.id,
+                url=source.url,
+                fetched_at=fetched_at,
+                final_url=final_url,
+                status=status,
+                not_modified=True,
+                validators=validators or FeedValidators(),
+            )
+        if status in TRANSIENT_STATUSES:
+            raise FetchTransientError(
+                "server answered with a retryable status",
+                source_id=source.id,
+                url=source.url,
+                status=status,
+                retry_after=_retry_after(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise FetchTerminalError(
+                "server refused the request; check the URL",
+                source_id=source.id,
+                url=source.url,
+                status=status,
+            )
+        body = await _read_capped(response, settings.max_body_bytes, source)
+        kept = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() in ("content-type", "content-language", "etag", "last-modified")
+        }
+        kept["content-location"] = final_url
+        return FetchResult(
+            source_id=source.id,
+            url=source.url,
+            fetched_at=fetched_at,
+            final_url=final_url,
+            status=status,
+            body=body,
+            headers=kept,
+            validators=FeedValidators(
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+            ),
+        )
+
+
+async def _read_capped(response: httpx.Response, cap: int, source: Source) -> bytes:
+    # Streamed and counted after decompression, so a gzip bomb is cut off like a huge body.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise FetchTerminalError(
+                f"body larger than the {cap} byte cap (FEEDLAKE_MAX_BODY_BYTES)",
+                source_id=source.id,
+                url=source.url,
+                status=response.status_code,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, min((when - datetime.now(UTC)).total_seconds(), RETRY_AFTER_CAP_SECONDS))
+
+
+def _backoff(base: float, attempt: int, error: FeedlakeError) -> float:
+    if isinstance(error, FetchTransientError) and error.retry_after is not None:
+        return error.retry_after
+    # Full jitter: spreads retries of many feeds that failed together.
+    return float(random.uniform(0, base * 2 ** (attempt - 1)))
+
+
+def _with_timing(result: FetchResult, attempts: int, started: float) -> FetchResult:
+    return dataclasses.replace(result, attempts=attempts, elapsed_seconds=time.monotonic() - started)

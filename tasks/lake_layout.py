@@ -1,0 +1,57 @@
+"""Where things live in a lake: every key feedlake reads or writes is built here.
+
+articles/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet   the table
+_quarantine/source_id=<id>/run_date=<YYYY-MM-DD>/part-<digest>.parquet      rejected rows
+_commits/<utc-stamp>-<run_id>.json      one record per committed run (the commit point)
+_txn/<run_id>/intent.json, keys.parquet  a run in flight; gone once its state is applied
+_state/feeds/<source_id>.json            ETag / Last-Modified per source
+_state/seen/<source_id>.parquet          (article_id, content_hash) already committed
+_lease.json                              the lease of the run that holds the lake
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+ARTICLES = "articles"
+QUARANTINE = "_quarantine"
+COMMITS = "_commits"
+TXN = "_txn"
+LEASE = "_lease.json"
+
+
+def data_file_key(table: str, partitions: tuple[tuple[str, str], ...], digest: str) -> str:
+    """Key of a Parquet data file in a Hive-style partition of ``table``."""
+    folders = "/".join(f"{name}={value}" for name, value in partitions)
+    return f"{table}/{folders}/part-{digest}.parquet"
+
+
+def commit_key(run_id: str) -> str:
+    """Key of a run's commit record."""
+    return f"{COMMITS}/{run_id}.json"
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time: ``20261123T205959Z-3f2a1b9c``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(4)
+
+
+def intent_key(run_id: str) -> str:
+    """Key of the intent a run writes before any data file."""
+    return f"{TXN}/{run_id}/intent.json"
+
+
+def keys_key(run_id: str) -> str:
+    """Key of the side file listing the article keys a run commits."""
+    return f"{TXN}/{run_id}/keys.parquet"
+
+
+def feed_state_key(source_id: str) -> str:
+    """Key of a source's HTTP validators (ETag, Last-Modified)."""
+    return f"_state/feeds/{source_id}.json"
+
+
+def seen_key(source_id: str) -> str:
+    """Key of a source's index of committed article keys."""
+    return f"_state/seen/{source_id}.parquet"

@@ -1,0 +1,206 @@
+"""Parse stage: turn a fetched body into feed entries (RSS, Atom, RDF via feedparser; JSON Feed).
+
+Input: a ``FetchResult`` with a body. Output: a ``ParsedFeed`` whose entries keep the feed's raw
+values (HTML, date strings); normalizing them is the next stage's job. Unreadable bodies raise
+``ParseError`` naming the source and the reason; readable-but-ill-formed ones yield entries and a
+warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from tasks.entries import Enclosure, FeedEntry
+from tasks.errors import ParseError
+from tasks.fetch import FetchResult
+from tasks.jsonfeed import parse_json_feed
+
+log = logging.getLogger(__name__)
+
+# feedparser flags these as bozo although the feed reads fine; they are not worth a warning.
+_HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """A parsed feed: its metadata, its entries and any warnings about its form."""
+
+    source_id: str
+    feed_url: str
+    fetched_at: datetime
+    format: str
+    title: str | None
+    link: str | None
+    language: str | None
+    entries: tuple[FeedEntry, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+
+def parse_feed(fetched: FetchResult) -> ParsedFeed:
+    """Parse one fetched body into entries, raising ParseError if it is not a readable feed."""
+    if fetched.body is None:
+        raise ParseError("nothing to parse (no body)", source_id=fetched.source_id, url=fetched.url)
+    base_url = fetched.final_url or fetched.url
+    head = fetched.body[:64].lstrip()
+    if head.startswith((b"{", b"[", b"\xef\xbb\xbf{")):
+        feed = parse_json_feed(fetched.body, fetched.source_id, base_url)
+        return ParsedFeed(
+            source_id=fetched.source_id,
+            feed_url=fetched.url,
+            fetched_at=fetched.fetched_at,
+            format=feed.format,
+            title=feed.title,
+            link=feed.link,
+            language=feed.language,
+            entries=feed.entries,
+        )
+    return _parse_xml(fetched, base_url)
+
+
+def _parse_xml(fetched: FetchResult, base_url: str) -> ParsedFeed:
+    headers = {k.lower(): v for k, v in fetched.headers.items()}
+    headers.setdefault("content-location", base_url)
+    # feedparser's own sanitizer is about two thirds of its parse time; we sanitize once, later,
+    # with nh3. Relative URIs are still resolved here because only feedparser knows xml:base.
+    parsed = feedparser.parse(
+        fetched.body, response_headers=headers, sanitize_html=False, resolve_relative_uris=True
+    )
+    warnings: list[str] = []
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    version = parsed.get("version") or ""
+    if not parsed.entries:
+        if problem is not None and not isinstance(problem, _HARMLESS_BOZO):
+            if not version:
+                raise ParseError(
+                    _not_a_feed_reason(fetched.body or b"", problem),
+                    source_id=fetched.source_id,
+                    url=fetched.url,
+                )
+            raise ParseError(
+                f"ill-formed {version} feed with no readable entries: {problem}",
+                source_id=fetched.source_id,
+                url=fetched.url,
+            )
+        if not version:
+            raise ParseError(
+                _not_a_feed_reason(fetched.body or b"", None),
+                source_id=fetched.source_id,
+                url=fetched.url,
+            )
+    if problem is not None and not isinstance(problem, _HARMLESS_BOZO):
+        warnings.append(f"ill-formed XML, read {len(parsed.entries)} entries anyway: {problem}")
+        log.warning("source %s: %s", fetched.source_id, warnings[-1])
+    feed_meta = parsed.get("feed", {})
+    feed_language = feed_meta.get("language") or headers.get("content-language")
+    entries = tuple(_entry_from_feedparser(e) for e in parsed.entries)
+    return ParsedFeed(
+        source_id=fetched.source_id,
+        feed_url=fetched.url,
+        fetched_at=fetched.fetched_at,
+        format=version or "unknown",
+        title=feed_meta.get("title"),
+        link=feed_meta.get("link"),
+        language=feed_language,
+        entries=entries,
+        warnings=tuple(warnings),
+    )
+
+
+def _not_a_feed_reason(body: bytes, problem: object) -> str:
+    head = body[:2048].lower()
+    if b"<html" in head or b"<!doctype html" in head:
+        return "got an HTML page, not a feed; point the source at the feed URL"
+    if problem is not None:
+        return f"not a readable feed: {problem}"
+    return "not a feed: no RSS, Atom, RDF or JSON Feed root element"
+
+
+def _entry_from_feedparser(entry: Mapping[str, Any]) -> FeedEntry:
+    title_detail = entry.get("title_detail") or {}
+    summary_detail = entry.get("summary_detail") or {}
+    contents = entry.get("content") or []
+    # Prefer the richest HTML body when a feed offers several (text/plain and text/html, say).
+    content = next(
+        (c for c in contents if "html" in (c.get("type") or "")), contents[0] if contents else None
+    )
+    published_raw = entry.get("published")
+    # feedparser maps a missing `updated` to `published` (with a DeprecationWarning); `in` does not.
+    updated_raw = entry.get("updated") if "updated" in entry else None
+    language = (
+        (content or {}).get("language") or title_detail.get("language") or summary_detail.get("language")
+    )
+    return FeedEntry(
+        guid=_text_or_none(entry.get("id")),
+        link=_text_or_none(entry.get("link")),
+        title=entry.get("title"),
+        title_is_html="html" in (title_detail.get("type") or ""),
+        summary=entry.get("summary"),
+        summary_is_html="plain" not in (summary_detail.get("type") or "text/html"),
+        content=content.get("value") if content else None,
+        content_is_html="plain" not in ((content or {}).get("type") or "text/html"),
+        authors=_authors(entry),
+        categories=tuple(
+            dict.fromkeys(
+                t
+                for t in (
+                    (tag.get("term") or tag.get("label") or "").strip() for tag in entry.get("tags") or []
+                )
+                if t
+            )
+        ),
+        enclosures=_enclosures(entry),
+        published_raw=published_raw,
+        updated_raw=updated_raw,
+        published_parsed=_from_struct(entry.get("published_parsed")),
+        updated_parsed=_from_struct(entry.get("updated_parsed") if "updated_parsed" in entry else None),
+        language=language,
+    )
+
+
+def _authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    names: list[str] = []
+    for author in entry.get("authors") or []:
+        name = (author.get("name") or author.get("email") or "").strip()
+        if name:
+            names.append(name)
+    if not names and entry.get("author"):
+        names.append(str(entry["author"]).strip())
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+def _enclosures(entry: Mapping[str, Any]) -> tuple[Enclosure, ...]:
+    found: dict[str, Enclosure] = {}
+    for enclosure in entry.get("enclosures") or []:
+        url = (enclosure.get("href") or enclosure.get("url") or "").strip()
+        if not url or url in found:
+            continue
+        length = str(enclosure.get("length") or "").strip()
+        found[url] = Enclosure(
+            url=url,
+            type=enclosure.get("type") or None,
+            length=int(length) if length.isdigit() and len(length) < 19 else None,
+        )
+    return tuple(found.values())
+
+
+def _from_struct(value: time.struct_time | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

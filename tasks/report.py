@@ -1,0 +1,80 @@
+"""Run facts as data, and the two ways people read them: a terminal table and a markdown table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tasks.run import SourceReport
+
+COLUMNS = ("source", "status", "http", "fetched", "new", "duplicate", "rejected", "error")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Everything a poll run did: per-source reports, files committed and where the data went."""
+
+    run_id: str
+    lake: str
+    reports: tuple[SourceReport, ...]
+    files_written: int
+    rows_committed: int
+    rows_quarantined: int
+    commit_key: str | None
+    recovered: tuple[str, ...] = field(default=())
+
+    @property
+    def sources_failed(self) -> int:
+        """How many sources ended in error."""
+        return sum(1 for r in self.reports if r.status == "error")
+
+
+def _cells(report: SourceReport, width: int) -> list[str]:
+    error = report.error or ""
+    if len(error) > width:
+        error = error[: width - 1] + "…"
+    return [
+        report.source_id,
+        report.status,
+        str(report.http_status or ""),
+        str(report.fetched),
+        str(report.new),
+        str(report.duplicate),
+        str(report.rejected),
+        error,
+    ]
+
+
+def format_table(reports: Sequence[SourceReport], error_width: int = 70) -> str:
+    """Fixed-width table of per-source results, with a totals row."""
+    rows = [list(COLUMNS)] + [_cells(r, error_width) for r in reports]
+    totals = ["TOTAL", f"{sum(r.status == 'error' for r in reports)} failed", ""]
+    totals += [
+        str(sum(getattr(r, name) for r in reports)) for name in ("fetched", "new", "duplicate", "rejected")
+    ]
+    rows.append(totals + [""])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(summary: RunSummary) -> str:
+    """Markdown summary of a run, for the Prefect artifact."""
+    lines = [
+        f"# feedlake poll `{summary.run_id}`",
+        "",
+        f"Lake: `{summary.lake}`; rows committed: **{summary.rows_committed}**, "
+        f"quarantined: **{summary.rows_quarantined}**, files: {summary.files_written}, "
+        f"sources failed: {summary.sources_failed} of {len(summary.reports)}.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for report in summary.reports:
+        cells = [c.replace("|", "\\|") for c in _cells(report, 200)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if summary.recovered:
+        lines += ["", "Recovered from an earlier interrupted run:", *[f"- {a}" for a in summary.recovered]]
+    return "\n".join(lines)

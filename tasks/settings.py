@@ -1,0 +1,29 @@
+"""The one settings object, read from ``FEEDLAKE_*`` environment variables at the entry point."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FeedlakeSettings(BaseSettings):
+    """Every knob of a feedlake run; built once by the CLI or flow and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="FEEDLAKE_", extra="ignore")
+
+    lake: str = Field("./lake", description="Lake URL: ./path, file:///abs/path or s3://bucket/prefix")
+    sources: str = Field("infra/sources/default.yaml", description="Sources file (YAML)")
+    concurrency: int = Field(16, ge=1, le=1024, description="Feeds fetched at the same time")
+    per_host_concurrency: int = Field(2, ge=1, le=64, description="Concurrent requests to one host")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to open a connection")
+    read_timeout: float = Field(30.0, gt=0, description="Seconds between two bytes of a response")
+    total_timeout: float = Field(60.0, gt=0, description="Seconds for a whole fetch, body included")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest feed body accepted")
+    fetch_attempts: int = Field(3, ge=1, le=10, description="Tries per feed on transient errors")
+    backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles, with jitter")
+    user_agent: str = Field(
+        "feedlake/0.1 (+https://github.com/feedlake/feedlake)",
+        description="User-Agent sent to every feed server",
+    )
+    lease_seconds: float = Field(900.0, gt=0, description="How long a run's lake lease lasts")
+    row_group_rows: int = Field(64 * 1024, ge=1024, description="Rows per Parquet row group")

@@ -1,0 +1,78 @@
+"""A local HTTP server for captured feed snapshots, with ETag / Last-Modified like a real site.
+
+The demo and the tests poll bundled snapshots through it, so every run exercises real HTTP:
+conditional GET, content types and status codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+CONTENT_TYPES = {
+    ".json": "application/feed+json",
+    ".atom": "application/atom+xml",
+    ".rdf": "application/rdf+xml",
+}
+# One fixed Last-Modified: snapshots never change while served.
+LAST_MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
+
+
+class SnapshotHandler(BaseHTTPRequestHandler):
+    """Serve files below ``root`` with validators and 304 answers."""
+
+    server_version = "feedlake-snapshots/1"
+
+    def __init__(self, *args: object, root: Path, **kwargs: object) -> None:
+        self.root = root
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib names it so
+        """Answer a GET with the file, a 304, or a 404."""
+        relative = unquote(urlsplit(self.path).path).lstrip("/")
+        path = (self.root / relative).resolve()
+        if self.root not in path.parents or not path.is_file():
+            self.send_error(404, "no such snapshot")
+            return
+        body = path.read_bytes()
+        etag = '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPES.get(path.suffix.lower(), "application/xml"))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", LAST_MODIFIED)
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Stay quiet: the poll summary reports what matters."""
+
+
+@contextmanager
+def serve_snapshots(root: Path, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``root`` over HTTP on loopback for the duration of the block; yield the base URL."""
+    handler = partial(SnapshotHandler, root=root.resolve())
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="snapshot-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,154 @@
+"""Object storage behind one narrow protocol: a local folder today, any S3-compatible store next.
+
+``open_store(url)`` picks the implementation from the lake URL (``./path``, ``file:///abs``,
+``s3://bucket/prefix``); everything above this module speaks only ``ObjectStore``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from tasks.errors import StoreError
+
+
+class ObjectStore(Protocol):
+    """Keys are ``/``-separated paths below the lake root; values are whole objects."""
+
+    def get(self, key: str) -> bytes | None:
+        """Return the object's bytes, or None if there is no such key."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write an object atomically, replacing any previous one."""
+        ...
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write an object only if the key is free; return False if it already existed."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object; removing a missing key is not an error."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Return every key that starts with ``prefix``, sorted."""
+        ...
+
+    def uri(self, key: str = "") -> str:
+        """Return a URL for ``key`` that readers (DuckDB, pyarrow) understand."""
+        ...
+
+
+class LocalStore:
+    """An object store in a local folder; writes are atomic (temp file, fsync, rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise StoreError(f"key {key!r} escapes the lake root")
+        return path
+
+    def get(self, key: str) -> bytes | None:
+        """Return the object's bytes, or None if there is no such key."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.uri(key)}: {exc.strerror}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write an object atomically, replacing any previous one."""
+        path = self._path(key)
+        temp = self._write_temp(path, data)
+        try:
+            os.replace(temp, path)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror}") from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write an object only if the key is free; return False if it already existed."""
+        path = self._path(key)
+        temp = self._write_temp(path, data)
+        try:
+            # link() fails if the target exists, so the create is atomic and never overwrites.
+            os.link(temp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror}") from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        """Remove an object; removing a missing key is not an error."""
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot delete {self.uri(key)}: {exc.strerror}") from exc
+        # Object stores have no empty folders; pruning them keeps listings and readers alike.
+        for parent in path.parents:
+            if parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def list(self, prefix: str) -> list[str]:
+        """Return every key that starts with ``prefix``, sorted."""
+        folder, _, _ = prefix.rpartition("/")
+        start = self._path(folder) if folder else self.root
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                key = Path(dirpath, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def uri(self, key: str = "") -> str:
+        """Return a URL for ``key`` that readers (DuckDB, pyarrow) understand."""
+        return (self.root / key).as_posix() if key else self.root.as_posix()
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return Path(name)
+        except OSError as exc:
+            with contextlib.suppress(UnboundLocalError, OSError):
+                Path(name).unlink(missing_ok=True)
+            raise StoreError(f"cannot write under {self.uri()}: {exc.strerror or exc}") from exc
+
+
+def open_store(url: str) -> ObjectStore:
+    """Open the object store a lake URL names: ``./path``, ``/abs``, ``file:///abs``."""
+    parts = urlsplit(url)
+    if parts.scheme in ("", "file"):
+        path = unquote(parts.path) if parts.scheme == "file" else url
+        if not path:
+            raise StoreError(f"lake URL {url!r} names no folder")
+        return LocalStore(Path(path).expanduser())
+    if parts.scheme == "s3":
+        raise StoreError("s3:// lakes are not supported yet; use a local folder")
+    raise StoreError(f"lake URL {url!r} has an unknown scheme {parts.scheme!r}; use a path or s3://")

@@ -1,0 +1,82 @@
+"""Session fixtures: a real Prefect API, a real HTTP server for the captured feeds, corpus helpers."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+CASES = Path(__file__).parent / "cases"
+CORPUS = CASES / "corpus"
+CENTCOM_FIXTURE = CASES / "centcom" / "centcom-press-releases.RSS.ashx.xml"
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One row of the corpus manifest."""
+
+    path: str
+    items: int | None
+    what: str
+
+    @property
+    def source_id(self) -> str:
+        """A source id derived from the file path."""
+        return re.sub(r"[^a-z0-9]+", "-", self.path.lower()).strip("-")[:64]
+
+
+def read_manifest() -> list[CorpusFile]:
+    """Every captured feed in tests/cases/corpus, with the item count the manifest states."""
+    with (CORPUS / "MANIFEST.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    files = []
+    for row in rows:
+        match = re.search(r"items=(\d+)", row["what_it_is"])
+        files.append(CorpusFile(row["saved_path"], int(match.group(1)) if match else None, row["what_it_is"]))
+    return files
+
+
+@pytest.fixture(scope="session")
+def manifest() -> list[CorpusFile]:
+    """The corpus manifest."""
+    return read_manifest()
+
+
+@pytest.fixture(scope="session")
+def snapshot_base_url() -> Iterator[str]:
+    """A real HTTP server on loopback serving tests/cases (corpus and fixtures)."""
+    from tasks.snapshot_server import serve_snapshots
+
+    with serve_snapshots(CASES) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (it takes 10-20 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def write_sources(path: Path, entries: list[tuple[str, str]]) -> Path:
+    """Write a sources file with one news source per (id, url)."""
+    lines = ["sources:"]
+    for source_id, url in entries:
+        lines += [
+            f"  - id: {source_id}",
+            f'    url: "{url}"',
+            f"    name: {source_id}",
+            "    publisher: test",
+            "    kind: news",
+        ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,70 @@
+"""The feedlake command: exit statuses, printed summary, sources check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
+from tests.conftest import write_sources
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sources_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sources", "check", str(REPO / "infra" / "sources" / "default.yaml")]) == EXIT_OK
+    assert "OK," in capsys.readouterr().out
+
+
+def test_sources_check_lists_every_error_with_its_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "sources:\n  - id: Bad Id\n    url: ftp://x\n    name: n\n    publisher: p\n    kind: tabloid\n"
+    )
+    assert main(["sources", "check", str(bad)]) == EXIT_CANNOT_RUN
+    out = capsys.readouterr().out
+    assert f"{bad}:2: source 'Bad Id': id must be a lowercase slug" in out
+    assert f"{bad}:3: source 'Bad Id': url must be an absolute http(s) URL" in out
+    assert f"{bad}:6: source 'Bad Id': kind must be one of" in out
+    assert "3 error(s)" in out
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_poll_prints_summary_and_exits_zero_despite_a_broken_source(
+    tmp_path: Path, snapshot_base_url: str, capsys
+) -> None:
+    sources = write_sources(
+        tmp_path / "s.yaml",
+        [
+            ("centcom", f"{snapshot_base_url}/centcom/centcom-press-releases.RSS.ashx.xml"),
+            ("missing", f"{snapshot_base_url}/corpus/no-such-file.xml"),
+        ],
+    )
+    lake = tmp_path / "lake"
+    assert main(["poll", "--sources", str(sources), "--lake", f"file://{lake}"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "centcom" in out and "missing" in out and "HTTP 404" not in out
+    line = next(x for x in out.splitlines() if x.startswith("missing"))
+    assert "error" in line and "404" in line
+    assert "3 rows committed" in out
+    assert f"read_parquet('{lake}/articles/**/*.parquet', hive_partitioning = true)" in out
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_poll_into_an_unwritable_lake_exits_non_zero(tmp_path: Path, snapshot_base_url: str, capsys) -> None:
+    sources = write_sources(tmp_path / "s.yaml", [("c", f"{snapshot_base_url}/centcom/x.xml")])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["poll", "--sources", str(sources), "--lake", str(blocker / "lake")]) == EXIT_CANNOT_RUN
+    assert "cannot run" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_poll_with_a_broken_sources_file_exits_non_zero(tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "s.yaml"
+    broken.write_text("sources: [")
+    assert main(["poll", "--sources", str(broken), "--lake", str(tmp_path / "lake")]) == EXIT_CANNOT_RUN
+    assert "not valid YAML" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""Fetch against a real local HTTP server that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tasks.fetch import FeedValidators, fetch_feeds_blocking
+from tasks.settings import FeedlakeSettings
+from tasks.sources import Source
+
+FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
+HITS: Counter[str] = Counter()
+
+
+class MisbehavingHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        HITS[self.path] += 1
+        route = self.path.split("?")[0]
+        if route == "/ok":
+            if self.headers.get("If-None-Match") == '"v1"':
+                self._answer(304)
+                return
+            self._answer(200, FEED, {"ETag": '"v1"', "Last-Modified": "Sat, 16 Jan 2016 14:00:00 GMT"})
+        elif route == "/flaky":
+            self._answer(200, FEED) if HITS[self.path] >= 3 else self._answer(503)
+        elif route == "/limited":
+            self._answer(200, FEED) if HITS[self.path] >= 2 else self._answer(429, b"", {"Retry-After": "0"})
+        elif route == "/always-500":
+            self._answer(500)
+        elif route == "/gone":
+            self._answer(404)
+        elif route == "/slow":
+            time.sleep(2)
+            self._answer(200, FEED)
+        elif route == "/huge":
+            self._answer(200, b"x" * 300_000)
+        elif route == "/loop":
+            self._answer(302, b"", {"Location": "/loop"})
+
+    def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MisbehavingHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def settings(**overrides: object) -> FeedlakeSettings:
+    base = {"backoff_seconds": 0.01, "fetch_attempts": 3, "total_timeout": 1.0, "read_timeout": 1.0}
+    return FeedlakeSettings().model_copy(update={**base, **overrides})
+
+
+def source(name: str, base: str, suffix: str = "") -> Source:
+    return Source(id=name, url=f"{base}/{name}{suffix}", name=name, publisher="p", kind="news")
+
+
+def test_ok_returns_body_and_validators(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("ok", server, "?a")], {}, settings())
+    assert result.status == 200 and result.body == FEED and result.error is None
+    assert result.validators == FeedValidators('"v1"', "Sat, 16 Jan 2016 14:00:00 GMT")
+    assert result.headers["content-location"] == f"{server}/ok?a"
+
+
+def test_conditional_get_gives_not_modified(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("ok", server, "?b")], {"ok": FeedValidators('"v1"')}, settings())
+    assert result.not_modified and result.body is None and result.status == 304
+
+
+def test_transient_errors_are_retried_until_success(server: str) -> None:
+    flaky, limited = fetch_feeds_blocking(
+        [source("flaky", server, "?c"), source("limited", server, "?c")], {}, settings()
+    )
+    assert flaky.body == FEED and flaky.attempts == 3
+    assert limited.body == FEED and limited.attempts == 2
+
+
+def test_retries_are_bounded_and_reported(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("always-500", server, "?d")], {}, settings())
+    assert result.error is not None and result.error.transient
+    assert result.attempts == 3 and HITS["/always-500?d"] == 3
+    assert "always-500" in str(result.error) and "HTTP 500" in str(result.error)
+
+
+def test_terminal_errors_are_not_retried(server: str) -> None:
+    gone, loop = fetch_feeds_blocking(
+        [source("gone", server, "?e"), source("loop", server, "?e")], {}, settings()
+    )
+    assert gone.error is not None and not gone.error.transient and gone.status == 404
+    assert HITS["/gone?e"] == 1
+    assert loop.error is not None and "redirect" in loop.error.reason
+
+
+def test_slow_server_times_out_without_stalling_others(server: str) -> None:
+    started = time.monotonic()
+    slow, ok = fetch_feeds_blocking(
+        [source("slow", server, "?f"), source("ok", server, "?f")], {}, settings(fetch_attempts=1)
+    )
+    assert slow.error is not None and "timed out" in slow.error.reason
+    assert ok.body == FEED
+    assert time.monotonic() - started < 1.9
+
+
+def test_body_over_the_cap_is_refused(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("huge", server, "?g")], {}, settings(max_body_bytes=100_000))
+    assert result.error is not None and "cap" in result.error.reason and result.body is None
+
+
+def test_connection_refused_is_transient() -> None:
+    [result] = fetch_feeds_blocking(
+        [Source(id="down", url="http://127.0.0.1:9/feed", name="d", publisher="p", kind="news")],
+        {},
+        settings(fetch_attempts=2),
+    )
+    assert result.error is not None and result.error.transient and result.attempts == 2
