@@ -88,11 +88,11 @@ def print_summary(summary: RunSummary) -> int:
     print("read it with DuckDB:")
     print(
         f"  duckdb -c \"SELECT source_id, count(*) FROM read_parquet('{summary.lake}/articles/**/*.parquet', "
-        "hive_partitioning = true) GROUP BY ALL ORDER BY 2 DESC\""
+        'hive_partitioning = true) GROUP BY ALL ORDER BY 2 DESC"'
     )
     print("or pyarrow:")
     print(
-        f"  python -c \"import pyarrow.dataset as ds; "
+        f'  python -c "import pyarrow.dataset as ds; '
         f"print(ds.dataset('{summary.lake}/articles', partitioning='hive').count_rows())\""
     )
     return EXIT_OK

@@ -74,7 +74,7 @@ def parse_feed_date(raw: str | None, fallback: datetime | None = None) -> FeedDa
     if raw is None or not raw.strip():
         return FeedDate(None, MISSING)
     text = raw.strip()
-    own = _parse_iso(text) or _parse_rfc822(text)
+    own = _parse_iso(text) or _parse_rfc822(text) or _parse_slashed(text)
     parsed = own
     if parsed is None and fallback is not None:
         parsed = fallback if fallback.tzinfo else fallback.replace(tzinfo=UTC)
@@ -85,6 +85,21 @@ def parse_feed_date(raw: str | None, fallback: datetime | None = None) -> FeedDa
     if source == NAMED_ZONE and own is not None and zone and zone.group(1).upper() not in _KNOWN_ZONES:
         source = ASSUMED_UTC
     return FeedDate(parsed.astimezone(UTC), source)
+
+
+_SLASHED = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+
+
+def _parse_slashed(text: str) -> datetime | None:
+    # "2020/1/10 14:28:00" (year/month/day, common in Chinese feeds); feedparser reads it as Nov 1.
+    match = _SLASHED.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _parse_iso(text: str) -> datetime | None:

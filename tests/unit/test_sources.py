@@ -1,0 +1,226 @@
+"""tasks.sources: checking the YAML catalog of feeds, every problem reported on its own line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import ConfigError
+from tasks.sources import Source, check_sources, load_sources, parse_interval
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+sources:
+  - id: good-one
+    url: https://example.org/a.xml
+    name: Good One
+    publisher: Example
+    kind: news
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sources.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    """1-based number of the line holding the nth occurrence of needle."""
+    hits = [number for number, line in enumerate(text.splitlines(), start=1) if needle in line]
+    assert len(hits) >= nth, f"{needle!r} occurs {len(hits)} times"
+    return hits[nth - 1]
+
+
+def test_valid_file_loads_every_field(tmp_path: Path) -> None:
+    text = GOOD + (
+        "  - id: second_2\n"
+        "    url: 'http://example.com/feed?x=1&y=2'\n"
+        "    name: Second\n"
+        "    publisher: Someone\n"
+        "    kind: official\n"
+        "    country: us\n"
+        "    language: en\n"
+        "    tags: [a, b]\n"
+        "    enabled: false\n"
+        "    poll_interval: 15m\n"
+    )
+    checked = check_sources(write(tmp_path, text))
+    assert checked.problems == ()
+    assert checked.sources == (
+        Source(
+            id="good-one", url="https://example.org/a.xml", name="Good One", publisher="Example", kind="news"
+        ),
+        Source(
+            id="second_2",
+            url="http://example.com/feed?x=1&y=2",
+            name="Second",
+            publisher="Someone",
+            kind="official",
+            country="us",
+            language="en",
+            tags=("a", "b"),
+            enabled=False,
+            poll_interval_seconds=15 * 60,
+        ),
+    )
+    assert load_sources(write(tmp_path, text)) == checked.sources
+
+
+def entry(source_id: str = "bad", url: str = "https://x.org/", kind: str = "news", extra: str = "") -> str:
+    """One source entry of a sources file, with the given values and extra lines."""
+    head = f"  - id: {source_id}\n    url: {url}\n    name: B\n    publisher: P\n    kind: {kind}\n"
+    return head + "".join(f"    {line}\n" for line in extra.splitlines())
+
+
+# Each case appends one broken source after GOOD: (YAML of the entry, text on the faulty line, message).
+BROKEN = {
+    "unknown key": (entry(extra="colour: red"), "colour:", "unknown key 'colour'"),
+    "missing key": (
+        "  - id: bad\n    url: https://x.org/\n    name: B\n    kind: news\n",
+        "id: bad",
+        "'publisher'",
+    ),
+    "bad id": (entry("Bad_ID"), "id: Bad_ID", "lowercase slug"),
+    "non-http url": (entry(url="ftp://x.org/feed"), "url: ftp", "absolute http(s) URL"),
+    "relative url": (entry(url="/feed.xml"), "url: /feed", "absolute http(s) URL"),
+    "bad kind": (entry(kind="tabloid"), "kind: tabloid", "kind must be one of official, news, blog"),
+    "bad poll_interval": (entry(extra="poll_interval: 5x"), "poll_interval", "poll_interval '5x'"),
+    "zero poll_interval": (entry(extra="poll_interval: 0m"), "poll_interval", "poll_interval '0m'"),
+    "bad enabled": (entry(extra="enabled: maybe"), "enabled:", "enabled must be true or false"),
+    "bad tags": (entry(extra="tags: [a, [b]]"), "tags:", "tags must be a list of strings"),
+    # The second "id: good-one" is the faulty line (nth=2 below).
+    "duplicate id": (
+        entry("good-one", kind="blog"),
+        "id: good-one",
+        "duplicate id 'good-one' (first on line 2)",
+    ),
+    "unset variable": (entry(url="${NOT_SET}/feed.xml"), "url: ${NOT_SET}", "${NOT_SET}, which is not set"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_each_error_is_reported_on_its_line(tmp_path: Path, case: str) -> None:
+    broken, needle, message = BROKEN[case]
+    text = GOOD + broken
+    checked = check_sources(write(tmp_path, text))
+    expected_line = line_of(text, needle, nth=2 if case == "duplicate id" else 1)
+    assert [(p.line, message in p.message) for p in checked.problems] == [(expected_line, True)]
+    assert [s.id for s in checked.sources] == ["good-one"]
+    with pytest.raises(ConfigError, match=rf"1 error\(s\): line {expected_line}: "):
+        load_sources(write(tmp_path, text))
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD + "".join(BROKEN[case][0] for case in ("unknown key", "bad kind", "unset variable"))
+    checked = check_sources(write(tmp_path, text))
+    assert [p.line for p in checked.problems] == [
+        line_of(text, "colour:"),
+        line_of(text, "kind: tabloid"),
+        line_of(text, "url: ${NOT_SET}"),
+    ]
+    with pytest.raises(ConfigError) as raised:
+        load_sources(write(tmp_path, text))
+    assert "3 error(s)" in str(raised.value)
+    assert all(str(p) in str(raised.value) for p in checked.problems)
+
+
+def test_missing_keys_are_each_named_on_the_entry_line(tmp_path: Path) -> None:
+    text = GOOD + "  - id: lonely\n    name: Only a name\n"
+    checked = check_sources(write(tmp_path, text))
+    entry_line = line_of(text, "id: lonely")
+    assert [(p.line, p.message) for p in checked.problems] == [
+        (entry_line, "missing required key 'url'"),
+        (entry_line, "missing required key 'publisher'"),
+        (entry_line, "missing required key 'kind'"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "bad_line"),
+    [
+        # A flow list never closed: the parser trips on the next key.
+        ("sources:\n  - id: a\n    tags: [x, y\n    name: A\n    publisher: P\n", 4),
+        # A tab where indentation was expected.
+        ("sources:\n  - id: a\n\tname: x\n", 3),
+        # A quote never closed: the parser runs to the end of the file; report where the quote opened.
+        ('sources:\n  - id: a\n    url: "https://x.org/\n    name: A\n    kind: news\n', 3),
+    ],
+)
+def test_invalid_yaml_is_one_problem_on_the_offending_line(tmp_path: Path, text: str, bad_line: int) -> None:
+    checked = check_sources(write(tmp_path, text))
+    assert checked.sources == ()
+    assert len(checked.problems) == 1
+    assert checked.problems[0].line == bad_line
+    assert checked.problems[0].message.startswith("not valid YAML")
+    assert checked.problems[0].line <= len(text.splitlines())
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n\n"])
+def test_empty_file_is_a_problem_on_line_1(tmp_path: Path, text: str) -> None:
+    checked = check_sources(write(tmp_path, text))
+    assert checked.sources == ()
+    assert [(p.line, "empty" in p.message) for p in checked.problems] == [(1, True)]
+
+
+def test_wrong_top_level_shapes(tmp_path: Path) -> None:
+    assert "missing the top-level 'sources:'" in str(
+        check_sources(write(tmp_path, "feeds: []\n")).problems[0]
+    )
+    assert "must be a list" in str(check_sources(write(tmp_path, "sources: {}\n")).problems[0])
+    checked = check_sources(write(tmp_path, "sources:\n  - just-a-string\n"))
+    assert [(p.line, p.message) for p in checked.problems] == [(2, "each source must be a mapping")]
+
+
+def test_unreadable_file_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read sources file"):
+        check_sources(tmp_path / "absent.yaml")
+
+
+def test_variables_are_expanded_in_urls(tmp_path: Path) -> None:
+    text = (
+        "sources:\n  - id: a\n    url: ${BASE}/x/${NAME}.xml\n    name: A\n    publisher: P\n    kind: blog\n"
+    )
+    variables = {"BASE": "http://127.0.0.1:8080", "NAME": "feed"}
+    (source,) = load_sources(write(tmp_path, text), variables)
+    assert source.url == "http://127.0.0.1:8080/x/feed.xml"
+    # The variable must yield an http(s) URL, not just be set.
+    checked = check_sources(write(tmp_path, text), {"BASE": "file:///tmp", "NAME": "feed"})
+    assert [p.line for p in checked.problems] == [3]
+    assert "file:///tmp/x/feed.xml" in checked.problems[0].message
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800)])
+def test_parse_interval(text: str, seconds: int) -> None:
+    assert parse_interval(text) == seconds
+
+
+def test_default_catalog_checks_clean() -> None:
+    checked = check_sources(REPO / "infra/sources/default.yaml")
+    assert checked.problems == ()
+    text = (REPO / "infra/sources/default.yaml").read_text(encoding="utf-8")
+    assert len(checked.sources) == text.count("\n  - id: ")
+    assert len({s.id for s in checked.sources}) == len(checked.sources)
+    assert all(s.url.startswith("https://") for s in checked.sources)
+
+
+def test_demo_catalog_checks_clean_with_snapshot_base() -> None:
+    path = REPO / "infra/sources/demo.yaml"
+    checked = check_sources(path, {"FEEDLAKE_SNAPSHOTS": "http://127.0.0.1:8765"})
+    assert checked.problems == ()
+    assert len(checked.sources) == path.read_text(encoding="utf-8").count("\n  - id: ")
+    for source in checked.sources:
+        assert source.url.startswith("http://127.0.0.1:8765/")
+        # Every demo URL points at a capture that exists in tests/cases/.
+        assert (REPO / "tests/cases" / source.url.removeprefix("http://127.0.0.1:8765/")).is_file()
+
+
+def test_demo_catalog_without_the_variable_flags_every_source() -> None:
+    checked = check_sources(REPO / "infra/sources/demo.yaml")
+    assert checked.sources == ()
+    assert checked.problems
+    assert all("${FEEDLAKE_SNAPSHOTS}, which is not set" in p.message for p in checked.problems)
+    text = (REPO / "infra/sources/demo.yaml").read_text(encoding="utf-8").splitlines()
+    assert all("${FEEDLAKE_SNAPSHOTS}" in text[p.line - 1] for p in checked.problems)
