@@ -1,4 +1,4 @@
-"""The ``feedlake`` command: poll, check sources, run the demo.
+"""The ``feedlake`` command: poll, compact, list live files, check sources, run the demo.
 
 Exit status: 0 when a run completed (failed sources are reported, not fatal); 2 when the run
 could not proceed (bad configuration, unreadable sources file, unwritable lake, lake busy).
@@ -10,7 +10,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 
+from tasks.compact import PartitionCompaction
 from tasks.errors import FeedlakeError, TerminalError
 from tasks.report import RunSummary, format_table
 from tasks.sources import check_sources
@@ -30,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     sources_commands = sources.add_subparsers(dest="sources_command", required=True)
     check = sources_commands.add_parser("check", help="validate a sources file, listing every error")
     check.add_argument("file")
+    compact = commands.add_parser("compact", help="merge small files per partition, atomically")
+    compact.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    compact.add_argument("--source", help="only this source id")
+    compact.add_argument(
+        "--since", type=date.fromisoformat, help="only partitions from this date (YYYY-MM-DD)"
+    )
+    compact.add_argument(
+        "--target-mb", type=float, help="target file size (default: FEEDLAKE_COMPACT_TARGET_MB)"
+    )
+    files = commands.add_parser("files", help="list the live data files per the commit log (reader contract)")
+    files.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    files.add_argument("--table", default="articles", choices=["articles", "_quarantine"])
     demo = commands.add_parser("demo", help="poll bundled feed snapshots over local HTTP into ./lake")
     demo.add_argument("--lake", default="./lake", help="lake URL (default: ./lake)")
     return parser
@@ -42,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sources":
             return check_command(args.file)
+        if args.command == "compact":
+            from flows.compact import compact_flow
+
+            return print_compaction(
+                compact_flow(lake=args.lake, source=args.source, since=args.since, target_mb=args.target_mb)
+            )
+        if args.command == "files":
+            return files_command(args.lake, args.table)
         if args.command == "demo":
             from flows.demo import run_demo
 
@@ -69,6 +91,30 @@ def check_command(path: str) -> int:
         print(f"{path}: {len(result.problems)} error(s)")
         return EXIT_CANNOT_RUN
     print(f"{path}: OK, {len(result.sources)} sources ({enabled} enabled)")
+    return EXIT_OK
+
+
+def files_command(lake: str | None, table: str) -> int:
+    """Print the URI of every live data file of a table, one per line."""
+    from tasks.commit import live_files
+    from tasks.settings import FeedlakeSettings
+    from tasks.storage import open_store
+
+    settings = FeedlakeSettings()
+    store = open_store(lake or settings.lake, settings)
+    for committed in live_files(store, table):
+        print(store.uri(committed.key))
+    return EXIT_OK
+
+
+def print_compaction(done: list[PartitionCompaction]) -> int:
+    """Print what compaction did per partition."""
+    for item in done:
+        print(
+            f"{item.partition}: {item.files_before} files -> {item.files_after}, {item.rows} rows, "
+            f"{item.bytes_before / 1e6:.2f} MB -> {item.bytes_after / 1e6:.2f} MB"
+        )
+    print(f"compacted {len(done)} partitions")
     return EXIT_OK
 
 

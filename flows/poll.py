@@ -9,10 +9,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.commit import acquire_lease, recover_lake, release_lease
+from tasks.commit import recover_lake
 from tasks.errors import is_transient
 from tasks.fetch import fetch_feeds_blocking
 from tasks.lake_layout import commit_key, new_run_id
+from tasks.lease import acquire_lease, release_lease
 from tasks.report import RunSummary, format_markdown
 from tasks.run import (
     NormalizedSource,
@@ -70,9 +71,9 @@ def run_poll(settings: FeedlakeSettings, variables: dict[str, str] | None = None
     """Wire the stages for one run under the lake's lease (call inside a flow)."""
     logger = get_run_logger()
     catalog = [s for s in load_sources(settings.sources, variables or dict(os.environ)) if s.enabled]
-    store = open_store(settings.lake)
+    store = open_store(settings.lake, settings)
     run_id = new_run_id()
-    acquire_lease(store, run_id, settings.lease_seconds)
+    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
     try:
         recovered = recover_lake(store)
         summary = _poll_under_lease(store, settings, catalog, run_id, recovered, logger)
@@ -99,7 +100,9 @@ def _poll_under_lease(
     logger.info("parsed %d of %d sources", len(normalized), len(catalog))
     unique = dedup_task(store, normalized, reports)
     outcome = validate_task(unique)
-    record = commit_task(store, run_id, outcome, unique, reports, settings.row_group_rows)
+    record = commit_task(
+        store, run_id, outcome, unique, reports, settings.row_group_rows, settings.lease_seconds
+    )
     summary = RunSummary(
         run_id=run_id,
         lake=store.uri(),

@@ -19,20 +19,19 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.dedup import row_keys
-from tasks.errors import LakeBusyError, StoreError
+from tasks.errors import StoreError
 from tasks.fetch import FeedValidators
-from tasks.lake_layout import COMMITS, LEASE, TXN, commit_key, intent_key, keys_key
+from tasks.lake_layout import ARTICLES, COMMITS, TXN, commit_key, intent_key, keys_key
+from tasks.lease import decode_json_object
 from tasks.state import merge_seen, write_validators
 from tasks.storage import ObjectStore
 from tasks.write import PlannedFile
@@ -59,6 +58,8 @@ class CommitRecord:
     files: tuple[CommittedFile, ...]
     validators: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     keys_object: str | None = None
+    removed: tuple[str, ...] = ()
+    kind: str = "poll"
 
     def to_json(self) -> bytes:
         """Serialize the record as the commit object's body."""
@@ -74,38 +75,9 @@ class CommitRecord:
             files=tuple(CommittedFile(**f) for f in data["files"]),
             validators=data.get("validators") or {},
             keys_object=data.get("keys_object"),
+            removed=tuple(data.get("removed") or ()),
+            kind=data.get("kind", "poll"),
         )
-
-
-def acquire_lease(store: ObjectStore, run_id: str, seconds: float) -> None:
-    """Take the lake's lease for this run, or raise LakeBusyError if a live run holds it."""
-    now = datetime.now(UTC)
-    lease = {
-        "run_id": run_id,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "expires_at": (now + timedelta(seconds=seconds)).isoformat(),
-    }
-    body = json.dumps(lease).encode()
-    if store.put_if_absent(LEASE, body):
-        return
-    holder = _read_json(store, LEASE)
-    if holder is not None and not _lease_is_dead(holder, now):
-        raise LakeBusyError(
-            f"run {holder.get('run_id')} on {holder.get('host')} holds the lake until "
-            f"{holder.get('expires_at')}; wait for it or remove {store.uri(LEASE)} if it is gone"
-        )
-    log.warning("taking over the expired or orphaned lease of run %s", (holder or {}).get("run_id"))
-    store.delete(LEASE)
-    if not store.put_if_absent(LEASE, body):
-        raise LakeBusyError("another run took the lake's lease at the same moment; try again")
-
-
-def release_lease(store: ObjectStore, run_id: str) -> None:
-    """Give the lease back if this run still holds it."""
-    holder = _read_json(store, LEASE)
-    if holder is not None and holder.get("run_id") == run_id:
-        store.delete(LEASE)
 
 
 def recover_lake(store: ObjectStore) -> list[str]:
@@ -139,9 +111,15 @@ def commit_run(
     files: Sequence[tuple[str, PlannedFile]],
     committed_rows: pa.Table,
     validators: Mapping[str, FeedValidators],
+    removed: Sequence[str] = (),
+    kind: str = "poll",
 ) -> CommitRecord:
-    """Write intent, data files, keys and the commit record, then apply state; return the record."""
-    if not files and committed_rows.num_rows == 0 and not validators:
+    """Write intent, data files, keys and the commit record, then apply state; return the record.
+
+    ``removed`` names data files the commit replaces (compaction); they are deleted only after the
+    commit point, so readers of the commit log see the old set or the new set, never a mix.
+    """
+    if not files and committed_rows.num_rows == 0 and not validators and not removed:
         # Nothing changed (every feed answered 304 or failed): a run that learned nothing writes nothing.
         return CommitRecord(run_id=run_id, committed_at=datetime.now(UTC).isoformat(), files=())
     objects = [planned.key for _, planned in files] + [keys_key(run_id)]
@@ -149,10 +127,13 @@ def commit_run(
     for _, planned in files:
         # Write-once: a key already present holds the same rows (keys are digests of row keys).
         store.put_if_absent(planned.key, planned.data)
-    keys_table = pa.table({"source_id": committed_rows.column("source_id"), "key": row_keys(committed_rows)})
-    buffer = io.BytesIO()
-    pq.write_table(keys_table, buffer, compression="zstd")
-    store.put(keys_key(run_id), buffer.getvalue())
+    if committed_rows.num_rows:
+        keys_table = pa.table(
+            {"source_id": committed_rows.column("source_id"), "key": row_keys(committed_rows)}
+        )
+        buffer = io.BytesIO()
+        pq.write_table(keys_table, buffer, compression="zstd")
+        store.put(keys_key(run_id), buffer.getvalue())
     now = datetime.now(UTC)
     record = CommitRecord(
         run_id=run_id,
@@ -161,7 +142,9 @@ def commit_run(
             CommittedFile(key=p.key, source_id=p.source_id, rows=p.rows, table=table) for table, p in files
         ),
         validators={k: {"etag": v.etag, "last_modified": v.last_modified} for k, v in validators.items()},
-        keys_object=keys_key(run_id),
+        keys_object=keys_key(run_id) if committed_rows.num_rows else None,
+        removed=tuple(removed),
+        kind=kind,
     )
     if not store.put_if_absent(commit_key(run_id), record.to_json()):
         # A retry after the commit point: the first record stands, and applying it is idempotent.
@@ -190,7 +173,22 @@ def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
             k: FeedValidators(etag=v.get("etag"), last_modified=v.get("last_modified"))
             for k, v in record.validators.items()
         },
+        record.run_id,
     )
+    for key in record.removed:
+        store.delete(key)
+
+
+def live_files(store: ObjectStore, table: str = ARTICLES) -> list[CommittedFile]:
+    """The data files of ``table`` that the commit log says are live: the reader's contract."""
+    live: dict[str, CommittedFile] = {}
+    for record in list_commits(store):
+        for key in record.removed:
+            live.pop(key, None)
+        for committed in record.files:
+            if committed.table == table:
+                live[committed.key] = committed
+    return sorted(live.values(), key=lambda f: f.key)
 
 
 def list_commits(store: ObjectStore) -> list[CommitRecord]:
@@ -213,29 +211,4 @@ def _clear_txn(store: ObjectStore, run_id: str) -> None:
 
 def _read_json(store: ObjectStore, key: str) -> dict[str, object] | None:
     raw = store.get(key)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _lease_is_dead(holder: Mapping[str, object], now: datetime) -> bool:
-    try:
-        expires = datetime.fromisoformat(str(holder.get("expires_at")))
-    except ValueError:
-        return True
-    if expires <= now:
-        return True
-    pid = holder.get("pid")
-    if holder.get("host") == socket.gethostname() and isinstance(pid, int):
-        # Same machine: a holder whose process is gone (killed, crashed) frees the lake at once.
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
+    return None if raw is None else decode_json_object(raw)

@@ -18,6 +18,7 @@ from tasks.dedup import drop_seen
 from tasks.errors import FeedlakeError
 from tasks.fetch import FeedValidators, FetchResult
 from tasks.lake_layout import ARTICLES, QUARANTINE
+from tasks.lease import confirm_lease
 from tasks.normalize import normalize_feed
 from tasks.parse import parse_feed
 from tasks.sources import Source
@@ -126,6 +127,7 @@ def write_and_commit(
     normalized: Sequence[NormalizedSource],
     reports: dict[str, SourceReport],
     row_group_rows: int,
+    lease_seconds: float,
 ) -> CommitRecord:
     """Write accepted and quarantined rows and commit them with the sources' validators."""
     failed = {s for s, q in outcome.by_source.items() if q.failed}
@@ -149,4 +151,6 @@ def write_and_commit(
         for n in normalized
         if n.validators is not None and n.source_id not in failed
     }
+    # A run that lost its lease (it stalled past the expiry) must not commit over its successor.
+    confirm_lease(store, run_id, lease_seconds)
     return commit_run(store, run_id, files, committed_rows, validators)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,4 +28,14 @@ class FeedlakeSettings(BaseSettings):
         description="User-Agent sent to every feed server",
     )
     lease_seconds: float = Field(900.0, gt=0, description="How long a run's lake lease lasts")
+    lease_wait_seconds: float = Field(60.0, ge=0, description="How long a run waits for a busy lake")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint; default: AWS_ENDPOINT_URL, else AWS itself"
+    )
+    s3_region: str | None = Field(None, description="Region; default: AWS_REGION / AWS_DEFAULT_REGION")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="Bucket in the host name (virtual) or in the path (path-style)"
+    )
+    s3_max_attempts: int = Field(6, ge=1, le=20, description="Tries per S3 request (500/503/SlowDown/resets)")
+    compact_target_mb: float = Field(128.0, gt=0, description="Target size of a compacted file, MiB")
     row_group_rows: int = Field(64 * 1024, ge=1024, description="Rows per Parquet row group")

@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.errors import StoreTransientError
 from tasks.fetch import FeedValidators
 from tasks.lake_layout import feed_state_key, seen_key
 from tasks.storage import ObjectStore
 
+MAX_CAS_ATTEMPTS = 20
 SEEN_SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False)])
 
 
@@ -32,25 +34,44 @@ def read_validators(store: ObjectStore, source_ids: Iterable[str]) -> dict[str, 
     return found
 
 
-def write_validators(store: ObjectStore, validators: Mapping[str, FeedValidators]) -> None:
-    """Store each source's latest validators."""
+def write_validators(store: ObjectStore, validators: Mapping[str, FeedValidators], run_id: str) -> None:
+    """Store each source's validators from ``run_id``, unless a later run already stored newer ones."""
     for source_id, value in validators.items():
-        document = {"etag": value.etag, "last_modified": value.last_modified}
-        store.put(feed_state_key(source_id), json.dumps(document, sort_keys=True).encode())
+        document = {"etag": value.etag, "last_modified": value.last_modified, "run_id": run_id}
+        body = json.dumps(document, sort_keys=True).encode()
+        key = feed_state_key(source_id)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            current = store.get_versioned(key)
+            if current is not None and str(json.loads(current[0]).get("run_id", "")) > run_id:
+                break  # run ids sort by start time: a later run's validators win
+            if store.put_if_match(key, body, None if current is None else current[1]):
+                break
+        else:
+            raise StoreTransientError(f"feed state of {source_id} kept changing", source_id=source_id)
 
 
 def read_seen(store: ObjectStore, source_id: str) -> pa.Array:
     """Return the row keys (article_id:content_hash) already committed for a source."""
     raw = store.get(seen_key(source_id))
-    if raw is None:
-        return pa.array([], pa.string())
-    return pq.read_table(io.BytesIO(raw)).column("key").combine_chunks()
+    return pa.array([], pa.string()) if raw is None else _seen_keys(raw)
 
 
 def merge_seen(store: ObjectStore, source_id: str, keys: pa.Array) -> None:
-    """Add keys to a source's seen index (a set union: applying twice is harmless)."""
-    current = read_seen(store, source_id)
-    merged = pa.concat_arrays([current, keys.cast(pa.string())]).unique()
-    buffer = io.BytesIO()
-    pq.write_table(pa.table({"key": merged}, schema=SEEN_SCHEMA), buffer, compression="zstd")
-    store.put(seen_key(source_id), buffer.getvalue())
+    """Add keys to a source's seen index: a set union written with If-Match, so it is safe to repeat
+    and safe against a concurrent writer (on conflict it re-reads and merges again)."""
+    key = seen_key(source_id)
+    for _ in range(MAX_CAS_ATTEMPTS):
+        current = store.get_versioned(key)
+        known = _seen_keys(current[0]) if current is not None else pa.array([], pa.string())
+        merged = pa.concat_arrays([known, keys.cast(pa.string())]).unique()
+        if current is not None and len(merged) == len(known):
+            return  # nothing new: a replay after a crash
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({"key": merged}, schema=SEEN_SCHEMA), buffer, compression="zstd")
+        if store.put_if_match(key, buffer.getvalue(), None if current is None else current[1]):
+            return
+    raise StoreTransientError(f"seen index of {source_id} kept changing", source_id=source_id)
+
+
+def _seen_keys(raw: bytes) -> pa.Array:
+    return pq.read_table(io.BytesIO(raw)).column("key").combine_chunks()

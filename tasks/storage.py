@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +16,9 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from tasks.errors import StoreError
+from tasks.settings import FeedlakeSettings
+
+LOCK_NAME = ".feedlake.lock"
 
 
 class ObjectStore(Protocol):
@@ -29,6 +34,14 @@ class ObjectStore(Protocol):
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write an object only if the key is free; return False if it already existed."""
+        ...
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """Return the object's bytes and its ETag, or None if there is no such key."""
+        ...
+
+    def put_if_match(self, key: str, data: bytes, etag: str | None) -> bool:
+        """Replace an object only if its ETag is still ``etag`` (None: only if absent)."""
         ...
 
     def delete(self, key: str) -> None:
@@ -90,6 +103,29 @@ class LocalStore:
         finally:
             temp.unlink(missing_ok=True)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """Return the object's bytes and its ETag (a content digest), or None."""
+        data = self.get(key)
+        return None if data is None else (data, _etag(data))
+
+    def put_if_match(self, key: str, data: bytes, etag: str | None) -> bool:
+        """Replace an object only if its ETag is still ``etag`` (None: only if absent)."""
+        if etag is None:
+            return self.put_if_absent(key, data)
+        # Compare-and-swap under a lake-wide lock: other processes on this machine see it too.
+        lock_path = self.root / LOCK_NAME
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with lock_path.open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                current = self.get_versioned(key)
+                if current is None or current[1] != etag:
+                    return False
+                self.put(key, data)
+                return True
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror}") from exc
+
     def delete(self, key: str) -> None:
         """Remove an object; removing a missing key is not an error."""
         path = self._path(key)
@@ -115,7 +151,7 @@ class LocalStore:
         keys = []
         for dirpath, _dirs, files in os.walk(start):
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith("."):  # temp files and the lock are not objects
                     continue
                 key = Path(dirpath, name).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
@@ -141,8 +177,12 @@ class LocalStore:
             raise StoreError(f"cannot write under {self.uri()}: {exc.strerror or exc}") from exc
 
 
-def open_store(url: str) -> ObjectStore:
-    """Open the object store a lake URL names: ``./path``, ``/abs``, ``file:///abs``."""
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
+
+
+def open_store(url: str, settings: FeedlakeSettings | None = None) -> ObjectStore:
+    """Open the object store a lake URL names: ``./path``, ``/abs``, ``file:///abs``, ``s3://b/p``."""
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         path = unquote(parts.path) if parts.scheme == "file" else url
@@ -150,5 +190,14 @@ def open_store(url: str) -> ObjectStore:
             raise StoreError(f"lake URL {url!r} names no folder")
         return LocalStore(Path(path).expanduser())
     if parts.scheme == "s3":
-        raise StoreError("s3:// lakes are not supported yet; use a local folder")
+        from tasks.storage_s3 import open_s3_store
+
+        settings = settings or FeedlakeSettings()
+        return open_s3_store(
+            url,
+            endpoint_url=settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+            region=settings.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            addressing_style=settings.s3_addressing_style,
+            max_attempts=settings.s3_max_attempts,
+        )
     raise StoreError(f"lake URL {url!r} has an unknown scheme {parts.scheme!r}; use a path or s3://")

@@ -80,3 +80,74 @@ def write_sources(path: Path, entries: list[tuple[str, str]]) -> Path:
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+# Fake credentials for the local S3 server: they must never show up in logs, errors or the lake.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "feedlake-test-key-id",
+    "AWS_SECRET_ACCESS_KEY": "feedlake-test-secret-DO-NOT-LEAK",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server in its own process, speaking HTTP on loopback."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    saved = {k: os.environ.get(k) for k in S3_ENV}
+    os.environ.update(S3_ENV)
+    try:
+        yield endpoint
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.terminate()
+        server.wait(timeout=10)
+
+
+_BUCKETS = iter(range(1_000_000))
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the S3 server; returns the lake URL s3://<bucket>/lake."""
+    import boto3
+
+    bucket = f"feedlake-test-{next(_BUCKETS)}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    return f"s3://{bucket}/lake"

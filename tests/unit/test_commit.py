@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from tasks.commit import acquire_lease, commit_run, list_commits, recover_lake, release_lease
-from tasks.errors import LakeBusyError
+from tasks.commit import commit_run, list_commits, recover_lake
 from tasks.fetch import FeedValidators
-from tasks.lake_layout import ARTICLES, LEASE, commit_key, intent_key
+from tasks.lake_layout import ARTICLES, commit_key, intent_key
 from tasks.state import read_seen, read_validators
 from tasks.storage import LocalStore
 from tasks.write import plan_files
@@ -100,39 +98,3 @@ def test_nothing_to_commit_writes_nothing(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     commit_run(store, "idle", [], keys_of(make_rows("src", 0)), {})
     assert store.list("") == []
-
-
-def test_lease_blocks_a_live_run_and_frees_a_dead_one(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    acquire_lease(store, "one", 60)
-    with pytest.raises(LakeBusyError, match="holds the lake"):
-        acquire_lease(store, "two", 60)
-    release_lease(store, "one")
-    acquire_lease(store, "two", 60)
-    lease = json.loads(store.get(LEASE) or b"{}")
-    assert lease["run_id"] == "two"
-    # A holder whose process is gone (kill -9) does not block the rerun.
-    lease["pid"] = _dead_pid()
-    store.put(LEASE, json.dumps(lease).encode())
-    acquire_lease(store, "three", 60)
-    assert json.loads(store.get(LEASE) or b"{}")["run_id"] == "three"
-
-
-def test_expired_lease_is_taken_over(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    store.put(
-        LEASE,
-        json.dumps(
-            {"run_id": "old", "host": "elsewhere", "expires_at": "2000-01-01T00:00:00+00:00"}
-        ).encode(),
-    )
-    acquire_lease(store, "new", 60)
-    assert json.loads(store.get(LEASE) or b"{}")["run_id"] == "new"
-
-
-def _dead_pid() -> int:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    return pid

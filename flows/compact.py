@@ -1,0 +1,73 @@
+"""The compaction flow: merge small files per partition under the lake's lease."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.poll import retry_transient_only
+from tasks.commit import recover_lake
+from tasks.compact import PartitionCompaction, compact_lake
+from tasks.lake_layout import new_run_id
+from tasks.lease import acquire_lease, release_lease
+from tasks.settings import FeedlakeSettings
+from tasks.storage import open_store
+
+compact_task = task(
+    name="compact",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)(compact_lake)
+
+
+@flow(name="feedlake-compact", persist_result=False)
+def compact_flow(
+    lake: str | None = None,
+    source: str | None = None,
+    since: date | None = None,
+    target_mb: float | None = None,
+) -> list[PartitionCompaction]:
+    """Compact the lake's article partitions (one source and from a date on, if given)."""
+    logger = get_run_logger()
+    settings = FeedlakeSettings()
+    if lake is not None:
+        settings = settings.model_copy(update={"lake": lake})
+    target = int((target_mb or settings.compact_target_mb) * 1024 * 1024)
+    store = open_store(settings.lake, settings)
+    run_id = new_run_id()
+    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
+    try:
+        recover_lake(store)
+        done = compact_task(
+            store,
+            run_id,
+            target_bytes=target,
+            row_group_rows=settings.row_group_rows,
+            source_id=source,
+            since=since,
+        )
+    finally:
+        release_lease(store, run_id)
+    lines = [
+        "| partition | files before | files after | rows | MB before | MB after |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {d.partition} | {d.files_before} | {d.files_after} | {d.rows} | "
+        f"{d.bytes_before / 1e6:.2f} | {d.bytes_after / 1e6:.2f} |"
+        for d in done
+    ]
+    create_markdown_artifact("\n".join(lines), key="feedlake-compaction", description="Compaction")
+    logger.info(
+        "compacted %d partitions: %d files -> %d",
+        len(done),
+        sum(d.files_before for d in done),
+        sum(d.files_after for d in done),
+    )
+    return done

@@ -1,0 +1,44 @@
+"""The lake-facing half of a poll, and lake inspections, for tests that need many quick polls."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tasks.commit import commit_run, live_files, recover_lake
+from tasks.dedup import drop_seen
+from tasks.fetch import FeedValidators
+from tasks.lake_layout import ARTICLES
+from tasks.state import read_seen
+from tasks.storage import ObjectStore
+from tasks.write import plan_files
+
+
+def poll_once(store: ObjectStore, rows: pa.Table, run_id: str) -> None:
+    """The lake-facing half of a poll: recover, dedup against the seen index, write, commit."""
+    recover_lake(store)
+    new = []
+    for source_id in pc.unique(rows.column("source_id")).to_pylist():
+        batch = rows.filter(pc.equal(rows.column("source_id"), source_id)).combine_chunks().to_batches()[0]
+        new.append(drop_seen(batch, read_seen(store, source_id)).new)
+    table = pa.Table.from_batches(new)
+    files = [(ARTICLES, f) for f in plan_files(table, ARTICLES, 1024)]
+    keys = table.select(["source_id", "article_id", "content_hash"])
+    commit_run(store, run_id, files, keys, {"a": FeedValidators(f'"{run_id}"', None)})
+
+
+def article_keys(store: ObjectStore) -> list[tuple[str, str]]:
+    keys = []
+    for committed in live_files(store):
+        table = pq.read_table(io.BytesIO(store.get(committed.key) or b""))
+        keys += zip(
+            table.column("article_id").to_pylist(), table.column("content_hash").to_pylist(), strict=True
+        )
+    return sorted(keys)
+
+
+def physical_files(store: ObjectStore) -> list[str]:
+    return store.list(f"{ARTICLES}/")
