@@ -50,10 +50,9 @@ fetch_task = task(name="fetch", **_NO_CACHE)(fetch_feeds_blocking)
 normalize_task = task(name="parse-normalize", **_NO_CACHE)(normalize_fetched)
 dedup_task = task(name="dedup", **_NO_CACHE)(drop_duplicates)
 validate_task = task(name="validate", **_NO_CACHE)(validate_rows)
+# Retry counts and delays come from settings at run time (see run_poll: with_options).
 commit_task = task(
     name="write-commit",
-    retries=3,
-    retry_delay_seconds=[1, 5, 15],
     retry_condition_fn=retry_transient_only,
     **_NO_CACHE,
 )(write_and_commit)
@@ -76,6 +75,8 @@ def run_poll(settings: FeedlakeSettings, variables: dict[str, str] | None = None
     acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
     try:
         recovered = recover_lake(store)
+        for action in recovered:
+            get_run_logger().warning("recovered the lake first: %s", action)
         summary = _poll_under_lease(store, settings, catalog, run_id, recovered, logger)
     finally:
         release_lease(store, run_id)
@@ -100,7 +101,11 @@ def _poll_under_lease(
     logger.info("parsed %d of %d sources", len(normalized), len(catalog))
     unique = dedup_task(store, normalized, reports)
     outcome = validate_task(unique)
-    record = commit_task(
+    committer = commit_task.with_options(
+        retries=settings.commit_retries,
+        retry_delay_seconds=[settings.backoff_seconds * 4**i for i in range(settings.commit_retries)],
+    )
+    record = committer(
         store, run_id, outcome, unique, reports, settings.row_group_rows, settings.lease_seconds
     )
     summary = RunSummary(

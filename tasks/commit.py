@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.dedup import row_keys
-from tasks.errors import StoreError
+from tasks.errors import FeedlakeError, StoreError
 from tasks.fetch import FeedValidators
 from tasks.lake_layout import ARTICLES, COMMITS, TXN, commit_key, intent_key, keys_key
 from tasks.lease import decode_json_object
@@ -124,6 +124,26 @@ def commit_run(
         return CommitRecord(run_id=run_id, committed_at=datetime.now(UTC).isoformat(), files=())
     objects = [planned.key for _, planned in files] + [keys_key(run_id)]
     store.put(intent_key(run_id), json.dumps({"run_id": run_id, "objects": objects}).encode())
+    try:
+        record = _write_and_publish(store, run_id, files, committed_rows, validators, removed, kind)
+    except FeedlakeError:
+        _roll_back_failed_run(store, run_id, objects)
+        raise
+    apply_commit(store, record)
+    _clear_txn(store, run_id)
+    log.info("commit: run %s, %d files, %d rows", run_id, len(files), committed_rows.num_rows)
+    return record
+
+
+def _write_and_publish(
+    store: ObjectStore,
+    run_id: str,
+    files: Sequence[tuple[str, PlannedFile]],
+    committed_rows: pa.Table,
+    validators: Mapping[str, FeedValidators],
+    removed: Sequence[str],
+    kind: str,
+) -> CommitRecord:
     for _, planned in files:
         # Write-once: a key already present holds the same rows (keys are digests of row keys).
         store.put_if_absent(planned.key, planned.data)
@@ -152,10 +172,24 @@ def commit_run(
         if existing is None:
             raise StoreError(f"commit record for run {run_id} exists but cannot be read")
         record = CommitRecord.from_json(existing)
-    apply_commit(store, record)
-    _clear_txn(store, run_id)
-    log.info("commit: run %s, %d files, %d rows", run_id, len(files), committed_rows.num_rows)
     return record
+
+
+def _roll_back_failed_run(store: ObjectStore, run_id: str, objects: Sequence[str]) -> None:
+    # A run that failed before its commit point cleans up at once, so even plain readers of the
+    # table see nothing of it. If the commit record may exist, or the store cannot tell, leave all
+    # to the next run's recovery: deleting files a commit names would lose data.
+    try:
+        if store.get(commit_key(run_id)) is not None:
+            return
+        for key in objects:
+            store.delete(key)
+        store.delete(intent_key(run_id))
+        log.warning(
+            "run %s failed before its commit point; its %d objects were removed", run_id, len(objects)
+        )
+    except FeedlakeError as exc:
+        log.warning("run %s: cleanup failed (%s); the next run will recover the lake", run_id, exc)
 
 
 def apply_commit(store: ObjectStore, record: CommitRecord) -> None:

@@ -45,7 +45,9 @@ def confirm_lease(store: ObjectStore, run_id: str, seconds: float) -> None:
     holder = decode_json_object(current[0]) if current is not None else None
     if current is None or holder is None or holder.get("run_id") != run_id:
         raise LakeBusyError(f"run {run_id} lost the lake's lease (it expired and was taken over)")
-    if not store.put_if_match(LEASE, _lease_body(run_id, seconds), current[1]):
+    body = _lease_body(run_id, seconds)
+    # A False may also mean our own write landed and its answer was lost, so look before giving up.
+    if not store.put_if_match(LEASE, body, current[1]) and store.get(LEASE) != body:
         raise LakeBusyError(f"run {run_id} lost the lake's lease while renewing it")
 
 
@@ -70,7 +72,7 @@ def _try_lease(store: ObjectStore, run_id: str, seconds: float) -> dict[str, obj
         return None  # our own create, answered 412 on a retried PUT
     if not _lease_is_dead(holder, datetime.now(UTC)):
         return holder
-    if store.put_if_match(LEASE, body, current[1]):
+    if store.put_if_match(LEASE, body, current[1]) or store.get(LEASE) == body:
         log.warning("took over the expired or orphaned lease of run %s", holder.get("run_id"))
         return None
     return decode_json_object(store.get(LEASE) or b"") or holder

@@ -1,0 +1,126 @@
+"""Real `feedlake poll` processes on an S3 lake: killed with SIGKILL at random points, and racing."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import S3_ENV, CorpusFile, write_sources
+from tests.flows.test_poll_s3 import s3_table
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
+
+REPO = Path(__file__).resolve().parents[2]
+KILLS = 6
+
+
+def poll_command(sources: Path, lake: str) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", "poll", "--sources", str(sources), "--lake", lake]
+
+
+def child_env(s3_endpoint: str) -> dict[str, str]:
+    """The test's Prefect API and S3 server, handed to child processes."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        **S3_ENV,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+    }
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def time_to_commit(command: list[str], env: dict[str, str], lake: str, endpoint: str) -> float:
+    """Run a poll to the end; return when its commit record appeared (seconds after start)."""
+    import boto3
+
+    bucket, _, prefix = lake.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=endpoint)
+    started = time.monotonic()
+    child = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen_at = None
+    while child.poll() is None:
+        if seen_at is None and client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/_commits/").get(
+            "KeyCount"
+        ):
+            seen_at = time.monotonic() - started
+        time.sleep(0.05)
+    assert child.returncode == 0 and seen_at is not None
+    return seen_at
+
+
+def lake_pairs(lake: str, endpoint: str) -> list[tuple[str, str]]:
+    table = s3_table(lake, endpoint)
+    return sorted(zip(table["article_id"].to_pylist(), table["content_hash"].to_pylist(), strict=True))
+
+
+@pytest.fixture
+def sources(tmp_path: Path, manifest: list[CorpusFile], snapshot_base_url: str) -> Path:
+    entries = [(f.source_id, f"{snapshot_base_url}/corpus/{f.path}") for f in manifest[:40]]
+    return write_sources(tmp_path / "sources.yaml", entries)
+
+
+def test_sigkill_at_random_points_then_rerun_gives_one_clean_run(
+    sources: Path, s3_lake: str, s3_endpoint: str
+) -> None:
+    env = child_env(s3_endpoint)
+    clean_lake = s3_lake + "-clean"
+    commit_at = time_to_commit(poll_command(sources, clean_lake), env, clean_lake, s3_endpoint)
+    expected = lake_pairs(clean_lake, s3_endpoint)
+    assert len(expected) > 400
+    chance = random.Random(20241209)
+    outputs: list[str] = []
+    kills = series = 0
+    while kills < KILLS:
+        # One series: kill polls of one lake until one finishes on its own, then rerun and compare.
+        lake = f"{s3_lake}-series{series}"
+        series += 1
+        while kills < KILLS:
+            child = subprocess.Popen(
+                poll_command(sources, lake),
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            # Aim at the write/commit stage, where a kill can do harm, give or take a second.
+            time.sleep(chance.uniform(max(0.3, commit_at - 1.5), commit_at + 0.3))
+            if child.poll() is not None:
+                outputs.append(child.communicate()[0].decode(errors="replace"))
+                break
+            child.kill()  # SIGKILL: no cleanup, no finally blocks
+            outputs.append(child.communicate()[0].decode(errors="replace"))
+            kills += 1
+        final = subprocess.run(poll_command(sources, lake), env=env, cwd=REPO, capture_output=True, text=True)
+        outputs.append(final.stdout + final.stderr)
+        assert final.returncode == 0, final.stdout + final.stderr
+        assert lake_pairs(lake, s3_endpoint) == expected, f"series {series} after {kills} kills"
+    recovered = [o for o in outputs if "recovered the lake first" in o]
+    assert recovered, "no kill interrupted a commit; widen the kill window"
+
+
+def test_two_polls_at_the_same_time_write_each_article_once(
+    sources: Path, s3_lake: str, s3_endpoint: str
+) -> None:
+    env = child_env(s3_endpoint)
+    children = [
+        subprocess.Popen(poll_command(sources, s3_lake), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=300)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    pairs = lake_pairs(s3_lake, s3_endpoint)
+    assert len(pairs) == len(set(pairs)) > 400
+    assert len({article_id for article_id, _ in pairs}) == len(pairs)
+    committed = sorted(
+        int(o.split(" rows committed")[0].rsplit(" ", 1)[-1]) for o in outputs if "rows committed" in o
+    )
+    assert committed[0] == 0 and committed[1] == len(pairs)
