@@ -1,0 +1,35 @@
+"""`feedlake compact` and `feedlake files` through the real flow, on a folder and on S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import EXIT_OK, main
+from tasks.commit import live_files
+from tasks.lake_layout import ARTICLES
+from tasks.storage import open_store
+from tests.article_rows import make_rows
+from tests.lake_ops import article_keys, poll_once
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_compact_command_merges_files_and_keeps_rows(tmp_path: Path, kind: str, request, capsys) -> None:
+    lake = str(tmp_path / "lake") if kind == "local" else request.getfixturevalue("s3_lake")
+    store = open_store(lake)
+    for run in range(30):
+        poll_once(store, make_rows("a", 4 * (run + 1)).slice(4 * run), f"20240101T0000{run:02d}Z-x")
+    before = article_keys(store)
+    assert len(store.list(f"{ARTICLES}/")) == 60
+    assert main(["compact", "--lake", lake, "--source", "a"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "30 files -> 1" in out and "compacted 2 partitions" in out
+    assert len(store.list(f"{ARTICLES}/")) == 2
+    assert article_keys(store) == before
+    assert main(["files", "--lake", lake]) == EXIT_OK
+    listed = capsys.readouterr().out.split()
+    assert listed == [store.uri(f.key) for f in live_files(store)]
+    assert len(listed) == 2
