@@ -141,30 +141,8 @@ async def fetch_feed(
             async with asyncio.timeout(settings.total_timeout):
                 result = await _get_once(client, source, validators, settings, fetched_at)
             return _with_timing(result, attempt, started)
-        except FeedlakeError as exc:
-            error: FeedlakeError = exc
-        except TimeoutError:
-            error = FetchTransientError(
-                f"timed out after {settings.total_timeout:.0f}s",
-                source_id=source.id,
-                url=source.url,
-            )
-        except httpx.TimeoutException as exc:
-            error = FetchTransientError(
-                f"timed out ({type(exc).__name__})", source_id=source.id, url=source.url
-            )
-        except httpx.TooManyRedirects:
-            error = FetchTerminalError("too many redirects", source_id=source.id, url=source.url)
-        except httpx.TransportError as exc:
-            error = FetchTransientError(
-                f"connection failed ({type(exc).__name__}: {exc})",
-                source_id=source.id,
-                url=source.url,
-            )
-        except httpx.HTTPError as exc:
-            error = FetchTerminalError(
-                f"HTTP error ({type(exc).__name__}: {exc})", source_id=source.id, url=source.url
-            )
+        except (FeedlakeError, TimeoutError, httpx.HTTPError) as exc:
+            error = _as_feed_error(exc, source, settings)
         if not error.transient or attempt >= settings.fetch_attempts:
             log.warning("fetch failed for %s after %d attempt(s): %s", source.id, attempt, error)
             failed = FetchResult(
@@ -176,6 +154,25 @@ async def fetch_feed(
             )
             return _with_timing(failed, attempt, started)
         await asyncio.sleep(_backoff(settings.backoff_seconds, attempt, error))
+
+
+def _as_feed_error(exc: Exception, source: Source, settings: FeedlakeSettings) -> FeedlakeError:
+    """Name a fetch failure in feedlake's terms: transient (retry) or terminal."""
+    if isinstance(exc, FeedlakeError):
+        return exc
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        reason, transient = f"timed out after {settings.total_timeout:.0f}s", True
+    elif isinstance(exc, httpx.TimeoutException):
+        reason, transient = f"timed out ({name})", True
+    elif isinstance(exc, httpx.TooManyRedirects):
+        reason, transient = "too many redirects", False
+    elif isinstance(exc, httpx.TransportError):
+        reason, transient = f"connection failed ({name}: {exc})", True
+    else:
+        reason, transient = f"HTTP error ({name}: {exc})", False
+    kind = FetchTransientError if transient else FetchTerminalError
+    return kind(reason, source_id=source.id, url=source.url)
 
 
 async def _get_once(
