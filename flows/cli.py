@@ -138,7 +138,7 @@ def print_summary(summary: RunSummary) -> int:
     )
     print("or pyarrow:")
     print(
-        f'  python -c "import pyarrow.dataset as ds; '
+        f'  {sys.executable} -c "import pyarrow.dataset as ds; '
         f"print(ds.dataset('{summary.lake}/articles', partitioning='hive').count_rows())\""
     )
     return EXIT_OK
