@@ -15,19 +15,22 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from tasks.errors import FeedlakeError, FetchTerminalError, FetchTransientError
 from tasks.settings import FeedlakeSettings
 from tasks.sources import Source
+from tasks.url_guard import check_fetch_url
 
 log = logging.getLogger(__name__)
 
 # Statuses worth retrying: the server says "not now", not "never".
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 RETRY_AFTER_CAP_SECONDS = 60.0
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -74,8 +77,8 @@ def build_client(settings: FeedlakeSettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=timeout,
         limits=limits,
-        follow_redirects=True,
-        max_redirects=5,
+        # Redirects are followed by hand, so that every hop passes the SSRF guard.
+        follow_redirects=False,
         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT},
     )
 
@@ -188,54 +191,77 @@ async def _get_once(
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-    async with client.stream("GET", source.url, headers=headers) as response:
-        status = response.status_code
-        final_url = str(response.url)
-        if status == 304:
-            return FetchResult(
-                source_id=source.id,
-                url=source.url,
-                fetched_at=fetched_at,
-                final_url=final_url,
-                status=status,
-                not_modified=True,
-                validators=validators or FeedValidators(),
-            )
-        if status in TRANSIENT_STATUSES:
-            raise FetchTransientError(
-                "server answered with a retryable status",
-                source_id=source.id,
-                url=source.url,
-                status=status,
-                retry_after=_retry_after(response.headers.get("retry-after")),
-            )
-        if status >= 400:
-            raise FetchTerminalError(
-                "server refused the request; check the URL",
-                source_id=source.id,
-                url=source.url,
-                status=status,
-            )
-        body = await _read_capped(response, settings.max_body_bytes, source)
-        kept = {
-            k: v
-            for k, v in response.headers.items()
-            if k.lower() in ("content-type", "content-language", "etag", "last-modified")
-        }
-        kept["content-location"] = final_url
+    url = source.url
+    for _hop in range(MAX_REDIRECTS + 1):
+        await check_fetch_url(url, settings.allow_private_networks, source.id)
+        response = await client.send(client.build_request("GET", url, headers=headers), stream=True)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in REDIRECT_STATUSES and location:
+                url = urljoin(url, location)
+                continue
+            return await _answer(response, source, validators, settings, fetched_at)
+        finally:
+            await response.aclose()
+    raise FetchTerminalError(
+        f"too many redirects (more than {MAX_REDIRECTS})", source_id=source.id, url=source.url
+    )
+
+
+async def _answer(
+    response: httpx.Response,
+    source: Source,
+    validators: FeedValidators | None,
+    settings: FeedlakeSettings,
+    fetched_at: datetime,
+) -> FetchResult:
+    status = response.status_code
+    final_url = str(response.url)
+    if status == 304:
         return FetchResult(
             source_id=source.id,
             url=source.url,
             fetched_at=fetched_at,
             final_url=final_url,
             status=status,
-            body=body,
-            headers=kept,
-            validators=FeedValidators(
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
-            ),
+            not_modified=True,
+            validators=validators or FeedValidators(),
         )
+    if status in TRANSIENT_STATUSES:
+        raise FetchTransientError(
+            "server answered with a retryable status",
+            source_id=source.id,
+            url=source.url,
+            status=status,
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+    if status >= 400:
+        raise FetchTerminalError(
+            "server refused the request; check the URL",
+            source_id=source.id,
+            url=source.url,
+            status=status,
+        )
+    body = await _read_capped(response, settings.max_body_bytes, source)
+    kept = {
+        k: v
+        for k, v in response.headers.items()
+        if k.lower() in ("content-type", "content-language", "etag", "last-modified")
+    }
+    kept["content-location"] = final_url
+    return FetchResult(
+        source_id=source.id,
+        url=source.url,
+        fetched_at=fetched_at,
+        final_url=final_url,
+        status=status,
+        body=body,
+        headers=kept,
+        validators=FeedValidators(
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+        ),
+    )
 
 
 async def _read_capped(response: httpx.Response, cap: int, source: Source) -> bytes:

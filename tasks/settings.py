@@ -23,6 +23,9 @@ class FeedlakeSettings(BaseSettings):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest feed body accepted")
     fetch_attempts: int = Field(3, ge=1, le=10, description="Tries per feed on transient errors")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles, with jitter")
+    allow_private_networks: bool = Field(
+        False, description="Allow feed URLs on loopback/private networks (never cloud metadata)"
+    )
     user_agent: str = Field(
         "feedlake/0.1 (+https://github.com/feedlake/feedlake)",
         description="User-Agent sent to every feed server",

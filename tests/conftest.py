@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Every feed in these tests is served on loopback, which the SSRF guard refuses by default.
+os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")
 
 CASES = Path(__file__).parent / "cases"
 CORPUS = CASES / "corpus"

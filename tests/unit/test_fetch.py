@@ -43,6 +43,10 @@ class MisbehavingHandler(BaseHTTPRequestHandler):
             self._answer(200, b"x" * 300_000)
         elif route == "/loop":
             self._answer(302, b"", {"Location": "/loop"})
+        elif route == "/moved":
+            self._answer(301, b"", {"Location": "/ok?moved"})
+        elif route == "/to-metadata":
+            self._answer(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
 
     def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -135,3 +139,29 @@ def test_connection_refused_is_transient() -> None:
         settings(fetch_attempts=2),
     )
     assert result.error is not None and result.error.transient and result.attempts == 2
+
+
+def test_redirects_are_followed_and_the_final_url_kept(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("moved", server, "?h")], {}, settings())
+    assert result.body == FEED and result.final_url == f"{server}/ok?moved"
+    assert result.headers["content-location"] == f"{server}/ok?moved"
+
+
+def test_loopback_is_refused_unless_allowed(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("ok", server, "?i")], {}, settings(allow_private_networks=False))
+    assert result.error is not None and not result.error.transient
+    assert "loopback" in result.error.reason and "FEEDLAKE_ALLOW_PRIVATE_NETWORKS" in result.error.reason
+    assert HITS["/ok?i"] == 0, "refused before any request was sent"
+
+
+def test_redirect_to_cloud_metadata_is_refused_even_when_private_is_allowed(server: str) -> None:
+    [result] = fetch_feeds_blocking([source("to-metadata", server, "?j")], {}, settings())
+    assert result.error is not None and "cloud metadata" in result.error.reason
+    assert result.attempts == 1
+
+
+def test_non_http_schemes_are_refused() -> None:
+    feed = Source(id="f", url="http://x.invalid/", name="f", publisher="p", kind="news")
+    for url in ("ftp://example.org/feed.xml", "file:///etc/passwd"):
+        [result] = fetch_feeds_blocking([Source(**{**feed.__dict__, "url": url})], {}, settings())
+        assert result.error is not None and "refused scheme" in result.error.reason
