@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from tasks.errors import FeedlakeError, FetchTerminalError, FetchTransientError
+from tasks.host_gate import HostGate
 from tasks.settings import FeedlakeSettings
 from tasks.sources import Source
 from tasks.url_guard import check_fetch_url
@@ -93,13 +94,13 @@ async def fetch_feeds(
     own_client = client is None
     http = client if client is not None else build_client(settings)
     limit = asyncio.Semaphore(settings.concurrency)
-    host_limits: dict[str, asyncio.Semaphore] = {}
+    gates: dict[str, HostGate] = {}
 
     async def one(source: Source) -> FetchResult:
         host = urlsplit(source.url).netloc.lower()
-        host_limit = host_limits.setdefault(host, asyncio.Semaphore(settings.per_host_concurrency))
-        async with limit, host_limit:
-            return await fetch_feed(http, source, validators.get(source.id), settings)
+        if host not in gates:
+            gates[host] = HostGate(settings.per_host_concurrency, settings.per_host_min_gap_seconds)
+        return await fetch_feed(http, source, validators.get(source.id), settings, gates[host], limit)
 
     try:
         results = await asyncio.gather(*(one(s) for s in sources))
@@ -133,19 +134,30 @@ async def fetch_feed(
     source: Source,
     validators: FeedValidators | None,
     settings: FeedlakeSettings,
+    gate: HostGate | None = None,
+    limit: asyncio.Semaphore | None = None,
 ) -> FetchResult:
-    """Fetch one source, retrying transient failures with exponential backoff and jitter."""
+    """Fetch one source, retrying transient failures with exponential backoff and jitter.
+
+    Each attempt passes the global ``limit`` and the host's ``gate``; backoff sleeps hold neither,
+    and a Retry-After holds back the whole host, not just this feed.
+    """
+    gate = gate or HostGate(settings.per_host_concurrency, settings.per_host_min_gap_seconds)
+    limit = limit or asyncio.Semaphore(settings.concurrency)
     started = time.monotonic()
     attempt = 0
     while True:
         attempt += 1
         fetched_at = datetime.now(UTC)
         try:
-            async with asyncio.timeout(settings.total_timeout):
+            # Host gate first: feeds of a held-back host wait there without taking global slots.
+            async with gate, limit, asyncio.timeout(settings.total_timeout):
                 result = await _get_once(client, source, validators, settings, fetched_at)
             return _with_timing(result, attempt, started)
         except (FeedlakeError, TimeoutError, httpx.HTTPError) as exc:
             error = _as_feed_error(exc, source, settings)
+        if isinstance(error, FetchTransientError) and error.retry_after is not None:
+            gate.hold(error.retry_after)
         if not error.transient or attempt >= settings.fetch_attempts:
             log.warning("fetch failed for %s after %d attempt(s): %s", source.id, attempt, error)
             failed = FetchResult(
@@ -298,7 +310,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _backoff(base: float, attempt: int, error: FeedlakeError) -> float:
     if isinstance(error, FetchTransientError) and error.retry_after is not None:
-        return error.retry_after
+        return 0.0  # the host's gate already holds every request to it until Retry-After
     # Full jitter: spreads retries of many feeds that failed together.
     return float(random.uniform(0, base * 2 ** (attempt - 1)))
 

@@ -17,6 +17,9 @@ class FeedlakeSettings(BaseSettings):
     sources: str = Field("infra/sources/default.yaml", description="Sources file (YAML)")
     concurrency: int = Field(16, ge=1, le=1024, description="Feeds fetched at the same time")
     per_host_concurrency: int = Field(2, ge=1, le=64, description="Concurrent requests to one host")
+    per_host_min_gap_seconds: float = Field(
+        0.25, ge=0, description="Least time between two requests to one host"
+    )
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to open a connection")
     read_timeout: float = Field(30.0, gt=0, description="Seconds between two bytes of a response")
     total_timeout: float = Field(60.0, gt=0, description="Seconds for a whole fetch, body included")

@@ -14,6 +14,8 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # Every feed in these tests is served on loopback, which the SSRF guard refuses by default.
 os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")
+# All test feeds share one host (the loopback server); politeness gaps are tested on their own.
+os.environ.setdefault("FEEDLAKE_PER_HOST_MIN_GAP_SECONDS", "0")
 
 CASES = Path(__file__).parent / "cases"
 CORPUS = CASES / "corpus"

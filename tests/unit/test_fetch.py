@@ -32,6 +32,8 @@ class MisbehavingHandler(BaseHTTPRequestHandler):
             self._answer(200, FEED) if HITS[self.path] >= 3 else self._answer(503)
         elif route == "/limited":
             self._answer(200, FEED) if HITS[self.path] >= 2 else self._answer(429, b"", {"Retry-After": "0"})
+        elif route == "/limited-1s":
+            self._answer(200, FEED) if HITS[self.path] >= 2 else self._answer(429, b"", {"Retry-After": "1"})
         elif route == "/always-500":
             self._answer(500)
         elif route == "/gone":
