@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     sources_commands = sources.add_subparsers(dest="sources_command", required=True)
     check = sources_commands.add_parser("check", help="validate a sources file, listing every error")
     check.add_argument("file")
+    status = sources_commands.add_parser("status", help="table of every source's health in a lake")
+    status.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    status.add_argument("--sources", help="also list this file's sources that were never polled")
     compact = commands.add_parser("compact", help="merge small files per partition, atomically")
     compact.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
     compact.add_argument("--source", help="only this source id")
@@ -54,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "sources" and args.sources_command == "status":
+            return status_command(args.lake, args.sources)
         if args.command == "sources":
             return check_command(args.file)
         if args.command == "compact":
@@ -91,6 +96,42 @@ def check_command(path: str) -> int:
         print(f"{path}: {len(result.problems)} error(s)")
         return EXIT_CANNOT_RUN
     print(f"{path}: OK, {len(result.sources)} sources ({enabled} enabled)")
+    return EXIT_OK
+
+
+def status_command(lake: str | None, sources_file: str | None) -> int:
+    """Print every source's health: state, last success, failures in a row, next try, last error."""
+    import os
+
+    from tasks.health import SourceHealth, read_health
+    from tasks.settings import FeedlakeSettings
+    from tasks.sources import load_sources
+    from tasks.storage import open_store
+
+    settings = FeedlakeSettings()
+    health = read_health(open_store(lake or settings.lake, settings))
+    if sources_file:
+        for source in load_sources(sources_file, os.environ):
+            health.setdefault(source.id, SourceHealth(source.id, source.url))
+    header = ("source", "state", "last success", "failures", "http", "items seen", "next try", "last error")
+    rows = [header] + [
+        (
+            h.source_id,
+            h.state,
+            (h.last_success_at or "-")[:19],
+            str(h.consecutive_failures),
+            str(h.last_status or "-"),
+            str(h.items_seen),
+            (h.next_due_at or "when polled")[:19],
+            (h.last_error or "")[:70] if h.consecutive_failures else "",
+        )
+        for h in sorted(health.values(), key=lambda h: (h.state != "failing", h.source_id))
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    failing = sum(1 for h in health.values() if h.state == "failing")
+    print(f"{len(health)} sources, {failing} failing")
     return EXIT_OK
 
 

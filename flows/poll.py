@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -10,8 +11,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.commit import recover_lake
-from tasks.errors import is_transient
+from tasks.errors import FeedlakeError, is_transient
 from tasks.fetch import fetch_feeds_blocking
+from tasks.health import mark_backing_off, read_health, split_due, updated_health, write_health
 from tasks.lake_layout import commit_key, new_run_id
 from tasks.lease import acquire_lease, release_lease
 from tasks.report import RunSummary, format_markdown
@@ -95,10 +97,14 @@ def _poll_under_lease(
     logger: Any,
 ) -> RunSummary:
     reports = start_reports(catalog)
-    validators = read_validators(store, [s.id for s in catalog])
-    fetched = fetch_task(catalog, validators, settings)
-    normalized = normalize_task(fetched, catalog, run_id, reports)
-    logger.info("parsed %d of %d sources", len(normalized), len(catalog))
+    started = datetime.now(UTC)
+    health = read_health(store)
+    due, waiting = split_due(catalog, health, started)
+    mark_backing_off(reports, waiting, health)
+    validators = read_validators(store, [s.id for s in due])
+    fetched = fetch_task(due, validators, settings)
+    normalized = normalize_task(fetched, due, run_id, reports)
+    logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
     unique = dedup_task(store, normalized, reports)
     outcome = validate_task(unique)
     committer = commit_task.with_options(
@@ -108,6 +114,18 @@ def _poll_under_lease(
     record = committer(
         store, run_id, outcome, unique, reports, settings.row_group_rows, settings.lease_seconds
     )
+    changed = updated_health(
+        health,
+        due,
+        reports.values(),
+        started,
+        settings.failure_backoff_seconds,
+        settings.failure_backoff_cap_seconds,
+    )
+    try:
+        write_health(store, {s.id: changed[s.id] for s in due if s.id in changed})
+    except FeedlakeError as exc:  # the data is committed; stale health only delays a retry
+        logger.warning("could not update source health: %s", exc)
     summary = RunSummary(
         run_id=run_id,
         lake=store.uri(),

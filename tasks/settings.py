@@ -26,6 +26,8 @@ class FeedlakeSettings(BaseSettings):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest feed body accepted")
     fetch_attempts: int = Field(3, ge=1, le=10, description="Tries per feed on transient errors")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles, with jitter")
+    failure_backoff_seconds: float = Field(300.0, ge=0, description="First wait after a source fails")
+    failure_backoff_cap_seconds: float = Field(86400.0, ge=0, description="Longest wait for a failing source")
     allow_private_networks: bool = Field(
         False, description="Allow feed URLs on loopback/private networks (never cloud metadata)"
     )

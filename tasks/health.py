@@ -1,0 +1,144 @@
+"""Per-source health, kept in the lake: last success, last error, failures in a row, next due time.
+
+A failing source backs off exponentially (capped) but is always retried when due; it never
+silently stops. All sources' health is one object (``_state/health.json``), written once per run,
+so an unchanged feed (a 304) still costs no write of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+
+from tasks.errors import StoreTransientError
+from tasks.run import SourceReport
+from tasks.sources import Source
+from tasks.storage import ObjectStore
+
+HEALTH_KEY = "_state/health.json"
+MAX_CAS_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """What the lake remembers about one source's recent polls."""
+
+    source_id: str
+    url: str
+    last_attempt_at: str | None = None
+    last_success_at: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    consecutive_failures: int = 0
+    items_seen: int = 0
+    next_due_at: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``ok``, ``failing`` or ``new`` (never polled)."""
+        if self.last_attempt_at is None:
+            return "new"
+        return "failing" if self.consecutive_failures else "ok"
+
+
+def read_health(store: ObjectStore) -> dict[str, SourceHealth]:
+    """Every source's health record, by source id."""
+    raw = store.get(HEALTH_KEY)
+    return {} if raw is None else read_health_bytes(raw)
+
+
+def split_due(
+    sources: Sequence[Source], health: Mapping[str, SourceHealth], now: datetime
+) -> tuple[list[Source], list[Source]]:
+    """Sources to poll now, and failing sources still backing off."""
+    due, waiting = [], []
+    for source in sources:
+        record = health.get(source.id)
+        if record and record.next_due_at and datetime.fromisoformat(record.next_due_at) > now:
+            waiting.append(source)
+        else:
+            due.append(source)
+    return due, waiting
+
+
+def backoff_seconds(failures: int, base: float, cap: float) -> float:
+    """Delay before the next try after ``failures`` failures in a row: base, 2x, 4x, ... up to cap."""
+    return float(min(cap, base * 2 ** max(0, failures - 1)))
+
+
+def updated_health(
+    previous: Mapping[str, SourceHealth],
+    sources: Iterable[Source],
+    reports: Iterable[SourceReport],
+    now: datetime,
+    base: float,
+    cap: float,
+) -> dict[str, SourceHealth]:
+    """The health records after a run, from the previous ones and this run's reports."""
+    by_id = {s.id: s for s in sources}
+    health = dict(previous)
+    for report in reports:
+        if report.status in ("pending", "backing_off") or report.source_id not in by_id:
+            continue
+        source = by_id[report.source_id]
+        record = health.get(report.source_id) or SourceHealth(report.source_id, source.url)
+        record = replace(
+            record, url=source.url, last_attempt_at=now.isoformat(), last_status=report.http_status
+        )
+        if report.status == "error":
+            failures = record.consecutive_failures + 1
+            due = now + timedelta(seconds=backoff_seconds(failures, base, cap))
+            record = replace(
+                record,
+                last_error=report.error,
+                last_error_kind=report.error_kind,
+                consecutive_failures=failures,
+                next_due_at=due.isoformat(),
+            )
+        else:
+            record = replace(
+                record,
+                last_success_at=now.isoformat(),
+                consecutive_failures=0,
+                items_seen=record.items_seen + report.fetched,
+                next_due_at=None,
+            )
+        health[report.source_id] = record
+    return health
+
+
+def write_health(store: ObjectStore, changes: Mapping[str, SourceHealth]) -> None:
+    """Merge this run's records into the lake's health object (If-Match, re-read on conflict)."""
+    for _ in range(MAX_CAS_ATTEMPTS):
+        current = store.get_versioned(HEALTH_KEY)
+        merged = {k: asdict(v) for k, v in read_health_bytes(current[0]).items()} if current else {}
+        merged.update({k: asdict(v) for k, v in changes.items()})
+        body = json.dumps(merged, sort_keys=True, indent=1).encode()
+        if store.put_if_match(HEALTH_KEY, body, None if current is None else current[1]):
+            return
+        if store.get(HEALTH_KEY) == body:
+            return  # our own write landed; its answer was lost
+    raise StoreTransientError("health records kept changing under this run")
+
+
+def read_health_bytes(raw: bytes) -> dict[str, SourceHealth]:
+    """Parse the health object's body."""
+    return {k: SourceHealth(**v) for k, v in json.loads(raw).items()}
+
+
+def mark_backing_off(
+    reports: Mapping[str, SourceReport], waiting: Iterable[Source], health: Mapping[str, SourceHealth]
+) -> None:
+    """Report each source still backing off, with when it is next tried and why it failed."""
+    for source in waiting:
+        record = health[source.id]
+        report = reports[source.id]
+        report.status = "backing_off"
+        report.error_kind = record.last_error_kind
+        report.error = (
+            f"{record.consecutive_failures} failures in a row; next try after {record.next_due_at} "
+            f"(last: {record.last_error})"
+        )
