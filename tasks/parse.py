@@ -9,6 +9,7 @@ warning.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,12 @@ from tasks.fetch import FetchResult
 from tasks.jsonfeed import parse_json_feed
 
 log = logging.getLogger(__name__)
+
+PROLOG_BYTES = 64 * 1024
+# In UTF-8 or any ASCII-compatible encoding, and in UTF-16 (a NUL after each ASCII byte).
+_ENTITY_DECLARATION = re.compile(
+    rb"<!ENTITY|<\x00!\x00E\x00N\x00T\x00I\x00T\x00Y|\x00<\x00!\x00E\x00N\x00T\x00I\x00T\x00Y"
+)
 
 # feedparser flags these as bozo although the feed reads fine; they are not worth a warning.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
@@ -65,6 +72,14 @@ def parse_feed(fetched: FetchResult) -> ParsedFeed:
 
 
 def _parse_xml(fetched: FetchResult, base_url: str) -> ParsedFeed:
+    if _ENTITY_DECLARATION.search(fetched.body or b"", 0, PROLOG_BYTES):
+        # Feeds never need their own entities; a declaration is how XML bombs (billion laughs) and
+        # external entities (reading local files) start, so refuse before any parser sees it.
+        raise ParseError(
+            "refused: the document declares XML entities (possible XML bomb or external entity)",
+            source_id=fetched.source_id,
+            url=fetched.url,
+        )
     headers = {k.lower(): v for k, v in fetched.headers.items()}
     headers.setdefault("content-location", base_url)
     # feedparser's own sanitizer is about two thirds of its parse time; we sanitize once, later,
