@@ -13,7 +13,14 @@ from prefect.cache_policies import NO_CACHE
 from tasks.commit import recover_lake
 from tasks.errors import FeedlakeError, is_transient
 from tasks.fetch import fetch_feeds_blocking
-from tasks.health import mark_backing_off, read_health, split_due, updated_health, write_health
+from tasks.health import (
+    fetch_targets,
+    mark_backing_off,
+    read_health,
+    split_due,
+    updated_health,
+    write_health,
+)
 from tasks.lake_layout import commit_key, new_run_id
 from tasks.lease import acquire_lease, release_lease
 from tasks.report import RunSummary, format_markdown
@@ -102,7 +109,7 @@ def _poll_under_lease(
     due, waiting = split_due(catalog, health, started)
     mark_backing_off(reports, waiting, health)
     validators = read_validators(store, [s.id for s in due])
-    fetched = fetch_task(due, validators, settings)
+    fetched = fetch_task(fetch_targets(due, health), validators, settings)
     normalized = normalize_task(fetched, due, run_id, reports)
     logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
     unique = dedup_task(store, normalized, reports)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 RETRY_AFTER_CAP_SECONDS = 60.0
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
 MAX_REDIRECTS = 5
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
@@ -59,6 +60,7 @@ class FetchResult:
     headers: Mapping[str, str] = field(default_factory=dict)
     validators: FeedValidators = field(default_factory=FeedValidators)
     not_modified: bool = False
+    moved_to: str | None = None
     error: FeedlakeError | None = None
     attempts: int = 0
     elapsed_seconds: float = 0.0
@@ -204,15 +206,19 @@ async def _get_once(
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
     url = source.url
+    # Only a chain of permanent redirects (301/308) moves a feed; one temporary hop does not.
+    permanent = None
     for _hop in range(MAX_REDIRECTS + 1):
         await check_fetch_url(url, settings.allow_private_networks, source.id)
         response = await client.send(client.build_request("GET", url, headers=headers), stream=True)
         try:
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location:
+                permanent = response.status_code in PERMANENT_REDIRECTS and permanent is not False
                 url = urljoin(url, location)
                 continue
-            return await _answer(response, source, validators, settings, fetched_at)
+            result = await _answer(response, source, validators, settings, fetched_at)
+            return dataclasses.replace(result, moved_to=url) if permanent else result
         finally:
             await response.aclose()
     raise FetchTerminalError(

@@ -35,6 +35,8 @@ class SourceHealth:
     consecutive_failures: int = 0
     items_seen: int = 0
     next_due_at: str | None = None
+    effective_url: str | None = None
+    previous_urls: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -85,6 +87,14 @@ def updated_health(
             continue
         source = by_id[report.source_id]
         record = health.get(report.source_id) or SourceHealth(report.source_id, source.url)
+        if record.url != source.url:
+            # The sources file now names another URL: it wins over a redirect we followed before.
+            record = replace(record, effective_url=None)
+        if report.moved_to is not None and report.moved_to != (record.effective_url or source.url):
+            moved_from = record.effective_url or source.url
+            record = replace(
+                record, effective_url=report.moved_to, previous_urls=(*record.previous_urls, moved_from)
+            )
         record = replace(
             record, url=source.url, last_attempt_at=now.isoformat(), last_status=report.http_status
         )
@@ -126,7 +136,23 @@ def write_health(store: ObjectStore, changes: Mapping[str, SourceHealth]) -> Non
 
 def read_health_bytes(raw: bytes) -> dict[str, SourceHealth]:
     """Parse the health object's body."""
-    return {k: SourceHealth(**v) for k, v in json.loads(raw).items()}
+    records = {}
+    for source_id, fields in json.loads(raw).items():
+        fields["previous_urls"] = tuple(fields.get("previous_urls") or ())
+        records[source_id] = SourceHealth(**fields)
+    return records
+
+
+def fetch_targets(sources: Sequence[Source], health: Mapping[str, SourceHealth]) -> list[Source]:
+    """The sources to fetch, each at the URL it permanently moved to, if it did."""
+    targets = []
+    for source in sources:
+        record = health.get(source.id)
+        if record and record.effective_url and record.url == source.url:
+            targets.append(replace(source, url=record.effective_url))
+        else:
+            targets.append(source)
+    return targets
 
 
 def mark_backing_off(

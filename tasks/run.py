@@ -44,6 +44,7 @@ class SourceReport:
     warned: int = 0
     error: str | None = None
     error_kind: str | None = None
+    moved_to: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     def fail(self, error: FeedlakeError) -> None:
@@ -80,6 +81,11 @@ def normalize_fetched(
     for result in fetched:
         report = reports[result.source_id]
         report.http_status = result.status
+        if result.moved_to is not None:
+            report.moved_to = result.moved_to
+            report.warnings.append(
+                f"moved permanently to {result.moved_to}; polling that from now on (update the sources file)"
+            )
         if result.error is not None:
             report.fail(result.error)
             continue

@@ -44,6 +44,8 @@ class HostileHandler(BaseHTTPRequestHandler):
             self._send(200, b"<rss>" + b"x" * (40 << 20))
         elif route == "/gzip-bomb":
             self._send(200, GZIP_BOMB, {"Content-Encoding": "gzip"})
+        elif route == "/old-feed":
+            self._send(301, b"", {"Location": "/good"})
         elif route == "/loop":
             self._send(302, b"", {"Location": "/loop"})
         elif route == "/to-metadata":

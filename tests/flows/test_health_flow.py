@@ -49,3 +49,21 @@ def test_failing_source_backs_off_and_is_retried_when_due(
     third = {r.source_id: r for r in poll_flow(sources=str(sources), lake=str(lake)).reports}
     assert third["gone"].status == "error" and third["gone"].http_status == 404
     assert json.loads(health_path.read_text())["gone"]["consecutive_failures"] == 2
+
+
+def test_permanent_redirect_moves_the_source_and_is_reported(tmp_path: Path) -> None:
+    from flows.poll import poll_flow
+    from tests.hostile_server import HostileHandler, hostile_server
+
+    with hostile_server() as base:
+        sources = write_sources(tmp_path / "s.yaml", [("moved", f"{base}/old-feed")])
+        lake = tmp_path / "lake"
+        first = poll_flow(sources=str(sources), lake=str(lake)).reports[0]
+        hits_before = HostileHandler.hits.get("/old-feed", 0)
+        second = poll_flow(sources=str(sources), lake=str(lake)).reports[0]
+    assert first.status == "ok" and first.new == 3 and first.moved_to == f"{base}/good"
+    assert any("moved permanently" in w for w in first.warnings)
+    record = json.loads((lake / "_state" / "health.json").read_text())["moved"]
+    assert record["effective_url"] == f"{base}/good" and record["previous_urls"] == [f"{base}/old-feed"]
+    assert second.status == "ok" and second.new == 0 and second.duplicate == 3
+    assert HostileHandler.hits.get("/old-feed", 0) == hits_before, "the old URL is not asked again"

@@ -47,6 +47,10 @@ class MisbehavingHandler(BaseHTTPRequestHandler):
             self._answer(302, b"", {"Location": "/loop"})
         elif route == "/moved":
             self._answer(301, b"", {"Location": "/ok?moved"})
+        elif route == "/temp-moved":
+            self._answer(302, b"", {"Location": "/ok?temp"})
+        elif route == "/moved-twice":
+            self._answer(308, b"", {"Location": "/moved"})
         elif route == "/to-metadata":
             self._answer(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
 
@@ -144,9 +148,20 @@ def test_connection_refused_is_transient() -> None:
 
 
 def test_redirects_are_followed_and_the_final_url_kept(server: str) -> None:
-    [result] = fetch_feeds_blocking([source("moved", server, "?h")], {}, settings())
-    assert result.body == FEED and result.final_url == f"{server}/ok?moved"
-    assert result.headers["content-location"] == f"{server}/ok?moved"
+    moved, twice, temporary = fetch_feeds_blocking(
+        [
+            source("moved", server, "?h"),
+            source("moved-twice", server, "?h"),
+            source("temp-moved", server, "?h"),
+        ],
+        {},
+        settings(),
+    )
+    assert moved.body == FEED and moved.final_url == f"{server}/ok?moved"
+    assert moved.headers["content-location"] == f"{server}/ok?moved"
+    # Only an all-permanent chain (301/308) moves the feed; a temporary hop does not.
+    assert moved.moved_to == f"{server}/ok?moved" and twice.moved_to == f"{server}/ok?moved"
+    assert temporary.body == FEED and temporary.moved_to is None
 
 
 def test_loopback_is_refused_unless_allowed(server: str) -> None:

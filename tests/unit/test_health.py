@@ -8,6 +8,7 @@ from pathlib import Path
 from tasks.health import (
     SourceHealth,
     backoff_seconds,
+    fetch_targets,
     mark_backing_off,
     read_health,
     split_due,
@@ -81,3 +82,15 @@ def test_write_merges_with_records_written_meanwhile(tmp_path: Path) -> None:
     write_health(store, {"b": SourceHealth("b", B.url, items_seen=3)})
     stored = read_health(store)
     assert stored["a"].consecutive_failures == 2 and stored["b"].items_seen == 3
+
+
+def test_permanent_move_is_remembered_until_the_sources_file_changes() -> None:
+    moved = SourceReport("a", status="ok", http_status=200, moved_to="https://a.example/new-feed")
+    health = run([A], {}, [moved], NOW)
+    assert health["a"].effective_url == "https://a.example/new-feed"
+    assert health["a"].previous_urls == (A.url,)
+    assert [s.url for s in fetch_targets([A], health)] == ["https://a.example/new-feed"]
+    edited = Source(id="a", url="https://a.example/chosen", name="a", publisher="p", kind="news")
+    assert [s.url for s in fetch_targets([edited], health)] == [edited.url]
+    again = run([edited], health, [SourceReport("a", status="ok", http_status=200)], NOW)
+    assert again["a"].effective_url is None and again["a"].url == edited.url
