@@ -103,7 +103,7 @@ def status_command(lake: str | None, sources_file: str | None) -> int:
     """Print every source's health: state, last success, failures in a row, next try, last error."""
     import os
 
-    from tasks.health import SourceHealth, read_health
+    from tasks.health import HEALTH_COLUMNS, SourceHealth, health_rows, read_health
     from tasks.settings import FeedlakeSettings
     from tasks.sources import load_sources
     from tasks.storage import open_store
@@ -113,20 +113,8 @@ def status_command(lake: str | None, sources_file: str | None) -> int:
     if sources_file:
         for source in load_sources(sources_file, os.environ):
             health.setdefault(source.id, SourceHealth(source.id, source.url))
-    header = ("source", "state", "last success", "failures", "http", "items seen", "next try", "last error")
-    rows = [header] + [
-        (
-            h.source_id,
-            h.state,
-            (h.last_success_at or "-")[:19],
-            str(h.consecutive_failures),
-            str(h.last_status or "-"),
-            str(h.items_seen),
-            (h.next_due_at or "when polled")[:19],
-            (h.last_error or "")[:70] if h.consecutive_failures else "",
-        )
-        for h in sorted(health.values(), key=lambda h: (h.state != "failing", h.source_id))
-    ]
+    header = HEALTH_COLUMNS
+    rows = [header, *health_rows(health)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
@@ -167,7 +155,8 @@ def print_summary(summary: RunSummary) -> int:
     print(
         f"run {summary.run_id}: {summary.rows_committed} rows committed, "
         f"{summary.rows_quarantined} quarantined, {summary.files_written} files, "
-        f"{summary.sources_failed} of {len(summary.reports)} sources failed"
+        f"{summary.sources_failed} of {len(summary.reports)} sources failed, "
+        f"{summary.sources_not_modified} not modified, {summary.sources_backing_off} backing off"
     )
     if summary.recovered:
         print("recovered first: " + "; ".join(summary.recovered))

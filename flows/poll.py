@@ -14,7 +14,9 @@ from tasks.commit import recover_lake
 from tasks.errors import FeedlakeError, is_transient
 from tasks.fetch import fetch_feeds_blocking
 from tasks.health import (
+    HEALTH_COLUMNS,
     fetch_targets,
+    health_rows,
     mark_backing_off,
     read_health,
     split_due,
@@ -133,6 +135,14 @@ def _poll_under_lease(
         write_health(store, {s.id: changed[s.id] for s in due if s.id in changed})
     except FeedlakeError as exc:  # the data is committed; stale health only delays a retry
         logger.warning("could not update source health: %s", exc)
+    create_markdown_artifact(
+        "\n".join(
+            ["| " + " | ".join(HEALTH_COLUMNS) + " |", "|" + "---|" * len(HEALTH_COLUMNS)]
+            + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in health_rows(changed)]
+        ),
+        key="feedlake-source-health",
+        description="Source health after this poll",
+    )
     summary = RunSummary(
         run_id=run_id,
         lake=store.uri(),

@@ -168,3 +168,32 @@ def mark_backing_off(
             f"{record.consecutive_failures} failures in a row; next try after {record.next_due_at} "
             f"(last: {record.last_error})"
         )
+
+
+HEALTH_COLUMNS = (
+    "source",
+    "state",
+    "last success",
+    "failures",
+    "http",
+    "items seen",
+    "next try",
+    "last error",
+)
+
+
+def health_rows(health: Mapping[str, SourceHealth]) -> list[tuple[str, ...]]:
+    """One row per source for people to read, failing sources first."""
+    return [
+        (
+            h.source_id,
+            h.state,
+            (h.last_success_at or "-")[:19],
+            str(h.consecutive_failures),
+            str(h.last_status or "-"),
+            str(h.items_seen),
+            (h.next_due_at or "when polled")[:19],
+            (h.last_error or "")[:70] if h.consecutive_failures else "",
+        )
+        for h in sorted(health.values(), key=lambda h: (h.state != "failing", h.source_id))
+    ]

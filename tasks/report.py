@@ -24,6 +24,16 @@ class RunSummary:
     recovered: tuple[str, ...] = field(default=())
 
     @property
+    def sources_not_modified(self) -> int:
+        """How many sources answered 304 Not Modified (no parse, no write)."""
+        return sum(1 for r in self.reports if r.status == "not_modified")
+
+    @property
+    def sources_backing_off(self) -> int:
+        """How many failing sources were not due yet and were skipped."""
+        return sum(1 for r in self.reports if r.status == "backing_off")
+
+    @property
     def sources_failed(self) -> int:
         """How many sources ended in error."""
         return sum(1 for r in self.reports if r.status == "error")
@@ -67,7 +77,8 @@ def format_markdown(summary: RunSummary) -> str:
         "",
         f"Lake: `{summary.lake}`; rows committed: **{summary.rows_committed}**, "
         f"quarantined: **{summary.rows_quarantined}**, files: {summary.files_written}, "
-        f"sources failed: {summary.sources_failed} of {len(summary.reports)}.",
+        f"sources failed: {summary.sources_failed} of {len(summary.reports)}, "
+        f"not modified: {summary.sources_not_modified}, backing off: {summary.sources_backing_off}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

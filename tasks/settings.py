@@ -31,10 +31,16 @@ class FeedlakeSettings(BaseSettings):
     allow_private_networks: bool = Field(
         False, description="Allow feed URLs on loopback/private networks (never cloud metadata)"
     )
-    user_agent: str = Field(
-        "feedlake/0.1 (+https://github.com/feedlake/feedlake)",
-        description="User-Agent sent to every feed server",
+    contact_url: str = Field(
+        "https://github.com/feedlake/feedlake",
+        description="Where feed publishers can reach whoever runs this poller (sent in User-Agent)",
     )
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent sent to every feed server: names feedlake and a contact URL."""
+        return f"feedlake/0.1 (+{self.contact_url})"
+
     lease_seconds: float = Field(900.0, gt=0, description="How long a run's lake lease lasts")
     lease_wait_seconds: float = Field(60.0, ge=0, description="How long a run waits for a busy lake")
     s3_endpoint_url: str | None = Field(

@@ -17,11 +17,13 @@ from tasks.sources import Source
 
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
 HITS: Counter[str] = Counter()
+USER_AGENTS: dict[str, str] = {}
 
 
 class MisbehavingHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         HITS[self.path] += 1
+        USER_AGENTS[self.path] = self.headers.get("User-Agent", "")
         route = self.path.split("?")[0]
         if route == "/ok":
             if self.headers.get("If-None-Match") == '"v1"':
@@ -182,3 +184,10 @@ def test_non_http_schemes_are_refused() -> None:
     for url in ("ftp://example.org/feed.xml", "file:///etc/passwd"):
         [result] = fetch_feeds_blocking([Source(**{**feed.__dict__, "url": url})], {}, settings())
         assert result.error is not None and "refused scheme" in result.error.reason
+
+
+def test_user_agent_names_feedlake_and_the_contact_url(server: str) -> None:
+    fetch_feeds_blocking(
+        [source("ok", server, "?ua")], {}, settings(contact_url="https://example.org/contact")
+    )
+    assert USER_AGENTS["/ok?ua"] == "feedlake/0.1 (+https://example.org/contact)"

@@ -204,6 +204,28 @@ def test_gb2312_chinese() -> None:
     assert all(re.search("[\u4e00-\u9fff]", e.title or "") for e in feed.entries)
 
 
+def test_utf16_declaration_over_utf8_bytes() -> None:
+    path = "fastfeedparser/9e0834333e854116.eliot-jones-utf16.xml"
+    raw = (CORPUS / path).read_bytes()
+    assert raw.startswith(b'<?xml version="1.0" encoding="utf-16"?>')  # but the bytes are UTF-8
+    feed = parse(path)
+    assert len(feed.entries) == manifest_items(path)
+    assert feed.entries[0].title == item_titles(raw.decode("utf-8"))[0]
+
+
+def test_entity_declarations_are_refused_in_any_encoding() -> None:
+    doc = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><rss version="2.0"/>'
+    for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+        fetched = FetchResult(
+            source_id="bomb",
+            url="https://example.org/f",
+            fetched_at=datetime.now(UTC),
+            body=doc.encode(encoding),
+        )
+        with pytest.raises(ParseError, match="declares XML entities"):
+            parse_feed(fetched)
+
+
 def test_no_body_is_a_parse_error() -> None:
     empty = FetchResult(source_id="s", url="https://example.org/feed", fetched_at=datetime.now(UTC))
     with pytest.raises(ParseError, match="no body"):
