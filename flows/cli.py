@@ -14,7 +14,7 @@ from datetime import date
 
 from tasks.compact import PartitionCompaction
 from tasks.errors import FeedlakeError, TerminalError
-from tasks.report import RunSummary, format_table
+from tasks.report import RunSummary, format_table, text_table
 from tasks.sources import check_sources
 
 EXIT_OK = 0
@@ -113,11 +113,7 @@ def status_command(lake: str | None, sources_file: str | None) -> int:
     if sources_file:
         for source in load_sources(sources_file, os.environ):
             health.setdefault(source.id, SourceHealth(source.id, source.url))
-    header = HEALTH_COLUMNS
-    rows = [header, *health_rows(health)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    print(text_table(HEALTH_COLUMNS, health_rows(health)))
     failing = sum(1 for h in health.values() if h.state == "failing")
     print(f"{len(health)} sources, {failing} failing")
     return EXIT_OK

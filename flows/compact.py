@@ -13,6 +13,7 @@ from tasks.commit import recover_lake
 from tasks.compact import PartitionCompaction, compact_lake
 from tasks.lake_layout import new_run_id
 from tasks.lease import acquire_lease, release_lease
+from tasks.report import markdown_table
 from tasks.settings import FeedlakeSettings
 from tasks.storage import open_store
 
@@ -54,16 +55,21 @@ def compact_flow(
         )
     finally:
         release_lease(store, run_id)
-    lines = [
-        "| partition | files before | files after | rows | MB before | MB after |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {d.partition} | {d.files_before} | {d.files_after} | {d.rows} | "
-        f"{d.bytes_before / 1e6:.2f} | {d.bytes_after / 1e6:.2f} |"
-        for d in done
-    ]
-    create_markdown_artifact("\n".join(lines), key="feedlake-compaction", description="Compaction")
+    table = markdown_table(
+        ("partition", "files before", "files after", "rows", "MB before", "MB after"),
+        [
+            (
+                d.partition,
+                str(d.files_before),
+                str(d.files_after),
+                str(d.rows),
+                f"{d.bytes_before / 1e6:.2f}",
+                f"{d.bytes_after / 1e6:.2f}",
+            )
+            for d in done
+        ],
+    )
+    create_markdown_artifact(table, key="feedlake-compaction", description="Compaction")
     logger.info(
         "compacted %d partitions: %d files -> %d",
         len(done),

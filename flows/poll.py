@@ -25,7 +25,7 @@ from tasks.health import (
 )
 from tasks.lake_layout import commit_key, new_run_id
 from tasks.lease import acquire_lease, release_lease
-from tasks.report import RunSummary, format_markdown
+from tasks.report import RunSummary, format_markdown, markdown_table
 from tasks.run import (
     NormalizedSource,
     combine_rows,
@@ -87,7 +87,7 @@ def run_poll(settings: FeedlakeSettings, variables: dict[str, str] | None = None
     try:
         recovered = recover_lake(store)
         for action in recovered:
-            get_run_logger().warning("recovered the lake first: %s", action)
+            logger.warning("recovered the lake first: %s", action)
         summary = _poll_under_lease(store, settings, catalog, run_id, recovered, logger)
     finally:
         release_lease(store, run_id)
@@ -136,10 +136,7 @@ def _poll_under_lease(
     except FeedlakeError as exc:  # the data is committed; stale health only delays a retry
         logger.warning("could not update source health: %s", exc)
     create_markdown_artifact(
-        "\n".join(
-            ["| " + " | ".join(HEALTH_COLUMNS) + " |", "|" + "---|" * len(HEALTH_COLUMNS)]
-            + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in health_rows(changed)]
-        ),
+        markdown_table(HEALTH_COLUMNS, health_rows(changed)),
         key="feedlake-source-health",
         description="Source health after this poll",
     )

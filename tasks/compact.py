@@ -7,7 +7,6 @@ files they replace; the old files are deleted only after that commit point. Rows
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections import defaultdict
@@ -18,11 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.commit import commit_run, live_files
-from tasks.dedup import row_keys
 from tasks.errors import StoreError
 from tasks.lake_layout import ARTICLES
 from tasks.storage import ObjectStore
-from tasks.write import PlannedFile, encode_parquet
+from tasks.write import PlannedFile, encode_parquet, rows_digest
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +97,7 @@ def _compact_partition(
     planned = []
     for start in range(0, merged.num_rows, rows_per_file):
         part = merged.slice(start, rows_per_file)
-        digest = hashlib.blake2b("\n".join(sorted(row_keys(part).to_pylist())).encode(), digest_size=12)
-        key = f"{folder}/part-{digest.hexdigest()}.parquet"
+        key = f"{folder}/part-{rows_digest(part)}.parquet"
         planned.append(PlannedFile(key, source_id, part.num_rows, encode_parquet(part, row_group_rows)))
     if {p.key for p in planned} & set(keys):
         return None  # already as compact as it gets: rewriting would replace a file with itself

@@ -12,13 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from tasks.errors import StoreTransientError
 from tasks.run import SourceReport
 from tasks.sources import Source
-from tasks.storage import ObjectStore
+from tasks.storage import ObjectStore, update_object
 
 HEALTH_KEY = "_state/health.json"
-MAX_CAS_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -122,16 +120,13 @@ def updated_health(
 
 def write_health(store: ObjectStore, changes: Mapping[str, SourceHealth]) -> None:
     """Merge this run's records into the lake's health object (If-Match, re-read on conflict)."""
-    for _ in range(MAX_CAS_ATTEMPTS):
-        current = store.get_versioned(HEALTH_KEY)
-        merged = {k: asdict(v) for k, v in read_health_bytes(current[0]).items()} if current else {}
+
+    def merge(current: bytes | None) -> bytes:
+        merged = {k: asdict(v) for k, v in read_health_bytes(current).items()} if current else {}
         merged.update({k: asdict(v) for k, v in changes.items()})
-        body = json.dumps(merged, sort_keys=True, indent=1).encode()
-        if store.put_if_match(HEALTH_KEY, body, None if current is None else current[1]):
-            return
-        if store.get(HEALTH_KEY) == body:
-            return  # our own write landed; its answer was lost
-    raise StoreTransientError("health records kept changing under this run")
+        return json.dumps(merged, sort_keys=True, indent=1).encode()
+
+    update_object(store, HEALTH_KEY, merge, "the health records")
 
 
 def read_health_bytes(raw: bytes) -> dict[str, SourceHealth]:

@@ -55,19 +55,34 @@ def _cells(report: SourceReport, width: int) -> list[str]:
     ]
 
 
+def text_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], footer: Sequence[str] | None = None
+) -> str:
+    """Fixed-width table with a rule under the header (and above the footer row, if any)."""
+    every = [list(columns), *map(list, rows), *([list(footer)] if footer else [])]
+    widths = [max(len(row[i]) for row in every) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in every]
+    rule = "  ".join("-" * w for w in widths)
+    lines.insert(1, rule)
+    if footer:
+        lines.insert(len(lines) - 1, rule)
+    return "\n".join(lines)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """GitHub-style markdown table, with ``|`` in cells escaped."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def format_table(reports: Sequence[SourceReport], error_width: int = 70) -> str:
     """Fixed-width table of per-source results, with a totals row."""
-    rows = [list(COLUMNS)] + [_cells(r, error_width) for r in reports]
     totals = ["TOTAL", f"{sum(r.status == 'error' for r in reports)} failed", ""]
     totals += [
         str(sum(getattr(r, name) for r in reports)) for name in ("fetched", "new", "duplicate", "rejected")
     ]
-    rows.append(totals + [""])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(COLUMNS, [_cells(r, error_width) for r in reports], [*totals, ""])
 
 
 def format_markdown(summary: RunSummary) -> str:
@@ -80,12 +95,8 @@ def format_markdown(summary: RunSummary) -> str:
         f"sources failed: {summary.sources_failed} of {len(summary.reports)}, "
         f"not modified: {summary.sources_not_modified}, backing off: {summary.sources_backing_off}.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        markdown_table(COLUMNS, [_cells(r, 200) for r in summary.reports]),
     ]
-    for report in summary.reports:
-        cells = [c.replace("|", "\\|") for c in _cells(report, 200)]
-        lines.append("| " + " | ".join(cells) + " |")
     if summary.recovered:
         lines += ["", "Recovered from an earlier interrupted run:", *[f"- {a}" for a in summary.recovered]]
     return "\n".join(lines)

@@ -13,12 +13,10 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.errors import StoreTransientError
 from tasks.fetch import FeedValidators
 from tasks.lake_layout import feed_state_key, seen_key
-from tasks.storage import ObjectStore
+from tasks.storage import ObjectStore, update_object
 
-MAX_CAS_ATTEMPTS = 20
 SEEN_SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False)])
 
 
@@ -39,15 +37,14 @@ def write_validators(store: ObjectStore, validators: Mapping[str, FeedValidators
     for source_id, value in validators.items():
         document = {"etag": value.etag, "last_modified": value.last_modified, "run_id": run_id}
         body = json.dumps(document, sort_keys=True).encode()
-        key = feed_state_key(source_id)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            current = store.get_versioned(key)
-            if current is not None and str(json.loads(current[0]).get("run_id", "")) > run_id:
-                break  # run ids sort by start time: a later run's validators win
-            if store.put_if_match(key, body, None if current is None else current[1]):
-                break
-        else:
-            raise StoreTransientError(f"feed state of {source_id} kept changing", source_id=source_id)
+
+        def newer_wins(current: bytes | None, body: bytes = body) -> bytes | None:
+            # Run ids sort by start time: a later run's validators stay.
+            if current is not None and str(json.loads(current).get("run_id", "")) > run_id:
+                return None
+            return body
+
+        update_object(store, feed_state_key(source_id), newer_wins, f"feed state of {source_id}")
 
 
 def read_seen(store: ObjectStore, source_id: str) -> pa.Array:
@@ -59,18 +56,17 @@ def read_seen(store: ObjectStore, source_id: str) -> pa.Array:
 def merge_seen(store: ObjectStore, source_id: str, keys: pa.Array) -> None:
     """Add keys to a source's seen index: a set union written with If-Match, so it is safe to repeat
     and safe against a concurrent writer (on conflict it re-reads and merges again)."""
-    key = seen_key(source_id)
-    for _ in range(MAX_CAS_ATTEMPTS):
-        current = store.get_versioned(key)
-        known = _seen_keys(current[0]) if current is not None else pa.array([], pa.string())
+
+    def union(current: bytes | None) -> bytes | None:
+        known = _seen_keys(current) if current is not None else pa.array([], pa.string())
         merged = pa.concat_arrays([known, keys.cast(pa.string())]).unique()
         if current is not None and len(merged) == len(known):
-            return  # nothing new: a replay after a crash
+            return None  # nothing new: a replay after a crash
         buffer = io.BytesIO()
         pq.write_table(pa.table({"key": merged}, schema=SEEN_SCHEMA), buffer, compression="zstd")
-        if store.put_if_match(key, buffer.getvalue(), None if current is None else current[1]):
-            return
-    raise StoreTransientError(f"seen index of {source_id} kept changing", source_id=source_id)
+        return buffer.getvalue()
+
+    update_object(store, seen_key(source_id), union, f"seen index of {source_id}")
 
 
 def _seen_keys(raw: bytes) -> pa.Array:

@@ -11,11 +11,12 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from tasks.errors import StoreError
+from tasks.errors import StoreError, StoreTransientError
 from tasks.settings import FeedlakeSettings
 
 LOCK_NAME = ".feedlake.lock"
@@ -175,6 +176,29 @@ class LocalStore:
             with contextlib.suppress(UnboundLocalError, OSError):
                 Path(name).unlink(missing_ok=True)
             raise StoreError(f"cannot write under {self.uri()}: {exc.strerror or exc}") from exc
+
+
+MAX_CAS_ATTEMPTS = 20
+
+
+def update_object(
+    store: ObjectStore, key: str, change: Callable[[bytes | None], bytes | None], what: str
+) -> None:
+    """Read-modify-write one object with If-Match, redoing ``change`` on a conflicting write.
+
+    ``change`` gets the current body (None if absent) and returns the new body, or None to leave
+    the object as it is.
+    """
+    for _ in range(MAX_CAS_ATTEMPTS):
+        current = store.get_versioned(key)
+        body = change(None if current is None else current[0])
+        if body is None:
+            return
+        if store.put_if_match(key, body, None if current is None else current[1]):
+            return
+        if store.get(key) == body:
+            return  # our own write landed and only its answer was lost (a retried PUT got 412)
+    raise StoreTransientError(f"{what} kept changing under this run; try again")
 
 
 def _etag(data: bytes) -> str:

@@ -57,14 +57,19 @@ def plan_files(table: pa.Table, table_root: str, row_group_rows: int) -> list[Pl
             pc.equal(table.column("published_date"), pa.scalar(day, pa.date32())),
         )
         part = table.filter(mask).sort_by([("published_at", "ascending"), ("article_id", "ascending")])
-        keys = sorted(row_keys(part).to_pylist())
-        digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=12).hexdigest()
+        digest = rows_digest(part)
         key = data_file_key(
             table_root, (("source_id", source_id), ("published_date", day.isoformat())), digest
         )
         body = part.drop_columns(list(PARTITION_COLUMNS))
         planned.append(PlannedFile(key, source_id, part.num_rows, encode_parquet(body, row_group_rows)))
     return planned
+
+
+def rows_digest(rows: pa.Table) -> str:
+    """Name of a data file from the row keys it holds: the same rows always get the same name."""
+    keys = sorted(row_keys(rows).to_pylist())
+    return hashlib.blake2b("\n".join(keys).encode(), digest_size=12).hexdigest()
 
 
 def encode_parquet(table: pa.Table, row_group_rows: int) -> bytes:
