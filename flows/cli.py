@@ -11,11 +11,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from tasks.compact import PartitionCompaction
 from tasks.errors import FeedlakeError, TerminalError
 from tasks.report import RunSummary, format_table, text_table
 from tasks.sources import check_sources
+
+if TYPE_CHECKING:
+    from tasks.quarantine import ReplayResult
 
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 2
@@ -47,9 +51,33 @@ def build_parser() -> argparse.ArgumentParser:
     files = commands.add_parser("files", help="list the live data files per the commit log (reader contract)")
     files.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
     files.add_argument("--table", default="articles", choices=["articles", "_quarantine"])
+    add_quality_commands(commands)
     demo = commands.add_parser("demo", help="poll bundled feed snapshots over local HTTP into ./lake")
     demo.add_argument("--lake", default="./lake", help="lake URL (default: ./lake)")
     return parser
+
+
+def add_quality_commands(commands: Any) -> None:
+    """``feedlake quarantine list|replay`` and ``feedlake quality report``."""
+    quarantine = commands.add_parser("quarantine", help="rows held by data-quality checks")
+    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    listing = quarantine_commands.add_parser("list", help="show held rows and why they were held")
+    listing.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    listing.add_argument("--source", help="only this source id")
+    listing.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    replay = quarantine_commands.add_parser(
+        "replay", help="re-validate held rows with the current suite; move those that pass, exactly once"
+    )
+    replay.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    replay.add_argument("--source", help="only this source id")
+    replay.add_argument("--suite", help="expectation suite file (default: FEEDLAKE_SUITE or the bundled one)")
+    replay.add_argument("--dry-run", action="store_true", help="report what would move; change nothing")
+    quality = commands.add_parser("quality", help="data-quality reports")
+    quality_commands = quality.add_subparsers(dest="quality_command", required=True)
+    report = quality_commands.add_parser("report", help="write an HTML data-quality report of recent runs")
+    report.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    report.add_argument("--out", default="data-quality.html", help="HTML file to write")
+    report.add_argument("--runs", type=int, default=20, help="how many recent runs (default 20)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_compaction(
                 compact_flow(lake=args.lake, source=args.source, since=args.since, target_mb=args.target_mb)
             )
+        if args.command == "quarantine" and args.quarantine_command == "list":
+            return quarantine_list_command(args.lake, args.source, args.limit)
+        if args.command == "quarantine":
+            from flows.quarantine import replay_flow
+
+            return print_replay(
+                replay_flow(lake=args.lake, source=args.source, suite=args.suite, dry_run=args.dry_run)
+            )
+        if args.command == "quality":
+            return quality_report_command(args.lake, args.out, args.runs)
         if args.command == "files":
             return files_command(args.lake, args.table)
         if args.command == "demo":
@@ -132,6 +170,60 @@ def files_command(lake: str | None, table: str) -> int:
     return EXIT_OK
 
 
+def quarantine_list_command(lake: str | None, source_id: str | None, limit: int) -> int:
+    """Print held rows (newest runs first) and a count per failed expectation."""
+    from collections import Counter
+
+    from tasks.quarantine import held_rows_for_people, read_quarantine
+    from tasks.settings import FeedlakeSettings
+    from tasks.storage import open_store
+
+    settings = FeedlakeSettings()
+    store = open_store(lake or settings.lake, settings)
+    held = read_quarantine(store, source_id)
+    held = held.sort_by([("run_id", "descending"), ("source_id", "ascending"), ("published_at", "ascending")])
+    columns = ("source", "run", "published", "failed expectations", "title", "url")
+    print(text_table(columns, held_rows_for_people(held, limit)))
+    reasons = Counter(r for row in held.column("failed_expectations").to_pylist() for r in row)
+    sources = len(set(held.column("source_id").to_pylist()))
+    shown = min(limit, held.num_rows)
+    print(f"{held.num_rows} rows held in quarantine from {sources} sources (showing {shown})")
+    for reason, count in reasons.most_common():
+        print(f"  {count:6d}  {reason}")
+    return EXIT_OK
+
+
+def print_replay(result: ReplayResult) -> int:
+    """Print what a quarantine replay checked and moved."""
+    for source_id, quality in sorted(result.by_source.items()):
+        print(f"{source_id}: {quality.checked} held rows checked, {quality.passed} pass now")
+    verb = "moved" if result.committed else "would move" if result.moved else "moved"
+    print(
+        f"replay {result.run_id}: {result.checked} held rows checked, {result.moved} {verb} to articles/, "
+        f"{result.still_held} still held, {result.files_replaced} quarantine files replaced"
+    )
+    return EXIT_OK
+
+
+def quality_report_command(lake: str | None, out: str, runs: int) -> int:
+    """Render the last ``runs`` validation results of a lake as one HTML page."""
+    import json
+    from pathlib import Path
+
+    from tasks.lake_layout import VALIDATION
+    from tasks.quality_report import render_quality_html
+    from tasks.settings import FeedlakeSettings
+    from tasks.storage import open_store
+
+    settings = FeedlakeSettings()
+    store = open_store(lake or settings.lake, settings)
+    keys = [k for k in store.list(f"{VALIDATION}/") if k.endswith(".json")][-runs:]
+    documents = [json.loads(raw) for raw in (store.get(k) for k in keys) if raw is not None]
+    Path(out).write_text(render_quality_html(documents, store.uri()), encoding="utf-8")
+    print(f"wrote {out}: {len(documents)} runs")
+    return EXIT_OK
+
+
 def print_compaction(done: list[PartitionCompaction]) -> int:
     """Print what compaction did per partition."""
     for item in done:
@@ -156,6 +248,11 @@ def print_summary(summary: RunSummary) -> int:
     )
     if summary.recovered:
         print("recovered first: " + "; ".join(summary.recovered))
+    if summary.run_seconds:
+        share = 100 * summary.validate_seconds / summary.run_seconds
+        print(f"validation: {summary.validate_seconds:.2f} s of {summary.run_seconds:.2f} s ({share:.0f} %)")
+    if summary.quality_report:
+        print(f"data-quality report: {summary.quality_report}")
     print(f"lake: {summary.lake}")
     print("read it with DuckDB:")
     print(

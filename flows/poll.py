@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -23,13 +25,15 @@ from tasks.health import (
     updated_health,
     write_health,
 )
-from tasks.lake_layout import commit_key, new_run_id
+from tasks.lake_layout import commit_key, new_run_id, validation_key
 from tasks.lease import acquire_lease, release_lease
+from tasks.quality_report import quality_markdown, quality_objects, validation_document
 from tasks.report import RunSummary, format_markdown, markdown_table
 from tasks.run import (
     NormalizedSource,
     combine_rows,
     drop_duplicates,
+    feed_facts,
     normalize_fetched,
     start_reports,
     write_and_commit,
@@ -38,7 +42,8 @@ from tasks.settings import FeedlakeSettings
 from tasks.sources import load_sources
 from tasks.state import read_validators
 from tasks.storage import ObjectStore, open_store
-from tasks.validate import ArticleValidator, ValidationOutcome
+from tasks.suite import DEFAULT_SUITE
+from tasks.validate import ArticleValidator, FeedFacts, ValidationOutcome, preload_great_expectations
 
 
 def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -50,9 +55,11 @@ def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def validate_rows(normalized: list[NormalizedSource]) -> ValidationOutcome:
+def validate_rows(
+    normalized: list[NormalizedSource], feeds: dict[str, FeedFacts], suite: str | None
+) -> ValidationOutcome:
     """Build the suite once for this run and validate every source's new rows in one pass."""
-    return ArticleValidator().validate(combine_rows(normalized))
+    return ArticleValidator(Path(suite) if suite else DEFAULT_SUITE).validate(combine_rows(normalized), feeds)
 
 
 # Stage inputs are large (bodies, Arrow tables): never hash them for caching or persist them.
@@ -106,23 +113,42 @@ def _poll_under_lease(
     logger: Any,
 ) -> RunSummary:
     reports = start_reports(catalog)
+    clock = time.perf_counter()
     started = datetime.now(UTC)
     health = read_health(store)
     due, waiting = split_due(catalog, health, started)
     mark_backing_off(reports, waiting, health)
     validators = read_validators(store, [s.id for s in due])
+    preload_great_expectations()
     fetched = fetch_task(fetch_targets(due, health), validators, settings)
     normalized = normalize_task(fetched, due, run_id, reports)
     logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
     unique = dedup_task(store, normalized, reports)
-    outcome = validate_task(unique)
+    last_items = {source_id: record.last_items for source_id, record in health.items()}
+    validate_started = time.perf_counter()
+    outcome = validate_task(unique, feed_facts(normalized, reports, last_items), settings.suite)
+    # The whole stage: GX import and context build included, not just the suite pass.
+    validate_seconds = time.perf_counter() - validate_started
+    quality = validation_document(outcome, run_id, "poll")
+    quality_files = quality_objects(quality, store.uri())
     committer = commit_task.with_options(
         retries=settings.commit_retries,
         retry_delay_seconds=[settings.backoff_seconds * 4**i for i in range(settings.commit_retries)],
     )
     record = committer(
-        store, run_id, outcome, unique, reports, settings.row_group_rows, settings.lease_seconds
+        store,
+        run_id,
+        outcome,
+        unique,
+        reports,
+        settings.row_group_rows,
+        settings.lease_seconds,
+        quality_files,
     )
+    if quality_files:
+        create_markdown_artifact(
+            quality_markdown(quality), key="feedlake-data-quality", description="Data quality per source"
+        )
     changed = updated_health(
         health,
         due,
@@ -149,6 +175,9 @@ def _poll_under_lease(
         rows_quarantined=outcome.quarantined.num_rows,
         commit_key=commit_key(run_id) if record.files or record.validators else None,
         recovered=tuple(recovered),
+        validate_seconds=validate_seconds,
+        run_seconds=time.perf_counter() - clock,
+        quality_report=store.uri(validation_key(run_id, "html")) if quality_files else None,
     )
     logger.info(
         "run %s: %d rows committed, %d quarantined, %d files, %d of %d sources failed",

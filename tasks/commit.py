@@ -60,6 +60,7 @@ class CommitRecord:
     keys_object: str | None = None
     removed: tuple[str, ...] = ()
     kind: str = "poll"
+    reports: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         """Serialize the record as the commit object's body."""
@@ -77,6 +78,7 @@ class CommitRecord:
             keys_object=data.get("keys_object"),
             removed=tuple(data.get("removed") or ()),
             kind=data.get("kind", "poll"),
+            reports=tuple(data.get("reports") or ()),
         )
 
 
@@ -113,19 +115,21 @@ def commit_run(
     validators: Mapping[str, FeedValidators],
     removed: Sequence[str] = (),
     kind: str = "poll",
+    reports: Sequence[tuple[str, bytes]] = (),
 ) -> CommitRecord:
     """Write intent, data files, keys and the commit record, then apply state; return the record.
 
     ``removed`` names data files the commit replaces (compaction); they are deleted only after the
     commit point, so readers of the commit log see the old set or the new set, never a mix.
+    ``reports`` are (key, body) objects such as validation results, committed with the run.
     """
-    if not files and committed_rows.num_rows == 0 and not validators and not removed:
+    if not files and committed_rows.num_rows == 0 and not validators and not removed and not reports:
         # Nothing changed (every feed answered 304 or failed): a run that learned nothing writes nothing.
         return CommitRecord(run_id=run_id, committed_at=datetime.now(UTC).isoformat(), files=())
-    objects = [planned.key for _, planned in files] + [keys_key(run_id)]
+    objects = [planned.key for _, planned in files] + [key for key, _ in reports] + [keys_key(run_id)]
     store.put(intent_key(run_id), json.dumps({"run_id": run_id, "objects": objects}).encode())
     try:
-        record = _write_and_publish(store, run_id, files, committed_rows, validators, removed, kind)
+        record = _write_and_publish(store, run_id, files, committed_rows, validators, removed, kind, reports)
     except FeedlakeError:
         _roll_back_failed_run(store, run_id, objects)
         raise
@@ -143,10 +147,13 @@ def _write_and_publish(
     validators: Mapping[str, FeedValidators],
     removed: Sequence[str],
     kind: str,
+    reports: Sequence[tuple[str, bytes]],
 ) -> CommitRecord:
     for _, planned in files:
         # Write-once: a key already present holds the same rows (keys are digests of row keys).
         store.put_if_absent(planned.key, planned.data)
+    for key, body in reports:
+        store.put(key, body)
     if committed_rows.num_rows:
         keys_table = pa.table(
             {"source_id": committed_rows.column("source_id"), "key": row_keys(committed_rows)}
@@ -165,6 +172,7 @@ def _write_and_publish(
         keys_object=keys_key(run_id) if committed_rows.num_rows else None,
         removed=tuple(removed),
         kind=kind,
+        reports=tuple(key for key, _ in reports),
     )
     if not store.put_if_absent(commit_key(run_id), record.to_json()):
         # A retry after the commit point: the first record stands, and applying it is idempotent.

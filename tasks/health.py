@@ -32,6 +32,7 @@ class SourceHealth:
     last_error_kind: str | None = None
     consecutive_failures: int = 0
     items_seen: int = 0
+    last_items: int | None = None
     next_due_at: str | None = None
     effective_url: str | None = None
     previous_urls: tuple[str, ...] = ()
@@ -114,6 +115,9 @@ def updated_health(
                 items_seen=record.items_seen + report.fetched,
                 next_due_at=None,
             )
+            if report.status == "ok":
+                # Only a parsed feed says how many items it holds; a 304 says nothing new.
+                record = replace(record, last_items=report.fetched)
         health[report.source_id] = record
     return health
 

@@ -1,7 +1,8 @@
 """Where things live in a lake: every key feedlake reads or writes is built here.
 
 articles/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet   the table
-_quarantine/source_id=<id>/run_date=<YYYY-MM-DD>/part-<digest>.parquet      rejected rows
+_quarantine/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet rejected rows + reasons
+_validation/<run_id>.json, .html        one run's validation results and its data-quality page
 _commits/<utc-stamp>-<run_id>.json      one record per committed run (the commit point)
 _txn/<run_id>/intent.json, keys.parquet  a run in flight; gone once its state is applied
 _state/feeds/<source_id>.json            ETag / Last-Modified per source
@@ -18,6 +19,7 @@ ARTICLES = "articles"
 QUARANTINE = "_quarantine"
 COMMITS = "_commits"
 TXN = "_txn"
+VALIDATION = "_validation"
 LEASE = "_lease.json"
 
 
@@ -30,6 +32,11 @@ def data_file_key(table: str, partitions: tuple[tuple[str, str], ...], digest: s
 def commit_key(run_id: str) -> str:
     """Key of a run's commit record."""
     return f"{COMMITS}/{run_id}.json"
+
+
+def validation_key(run_id: str, extension: str = "json") -> str:
+    """Key of a run's validation results (``json``) or data-quality page (``html``)."""
+    return f"{VALIDATION}/{run_id}.{extension}"
 
 
 def new_run_id() -> str:

@@ -22,6 +22,9 @@ class RunSummary:
     rows_quarantined: int
     commit_key: str | None
     recovered: tuple[str, ...] = field(default=())
+    validate_seconds: float = 0.0
+    run_seconds: float = 0.0
+    quality_report: str | None = None
 
     @property
     def sources_not_modified(self) -> int:

@@ -7,7 +7,7 @@ per source what happened. A broken source is recorded and skipped; it never stop
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -24,7 +24,7 @@ from tasks.parse import parse_feed
 from tasks.sources import Source
 from tasks.state import read_seen
 from tasks.storage import ObjectStore
-from tasks.validate import ValidationOutcome
+from tasks.validate import FeedFacts, ValidationOutcome
 from tasks.write import plan_files
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,17 @@ def combine_rows(normalized: Sequence[NormalizedSource]) -> pa.Table:
     return pa.Table.from_batches([n.rows for n in normalized], schema=ARTICLE_SCHEMA)
 
 
+def feed_facts(
+    normalized: Sequence[NormalizedSource],
+    reports: Mapping[str, SourceReport],
+    last_items: Mapping[str, int | None],
+) -> dict[str, FeedFacts]:
+    """What each parsed feed held this time and last time, for the batch checks."""
+    return {
+        n.source_id: FeedFacts(reports[n.source_id].fetched, last_items.get(n.source_id)) for n in normalized
+    }
+
+
 def write_and_commit(
     store: ObjectStore,
     run_id: str,
@@ -134,16 +145,21 @@ def write_and_commit(
     reports: dict[str, SourceReport],
     row_group_rows: int,
     lease_seconds: float,
+    quality_objects: Sequence[tuple[str, bytes]] = (),
 ) -> CommitRecord:
-    """Write accepted and quarantined rows and commit them with the sources' validators."""
-    failed = {s for s, q in outcome.by_source.items() if q.failed}
+    """Write accepted and quarantined rows and commit them with the sources' validators.
+
+    A source whose batch failed a ``fail`` expectation has every new row held in quarantine and
+    is reported as failed; its validators are still stored, since its rows are accounted for.
+    """
     for source_id, quality in outcome.by_source.items():
         report = reports[source_id]
         report.new, report.rejected, report.warned = quality.passed, quality.rejected, quality.warned
+        report.warnings.extend(f"data quality: {flag}" for flag in quality.flags)
         if quality.failed:
             report.status = "error"
             report.error_kind = "quality"
-            report.error = f"batch not committed: failed {', '.join(quality.failed)}"
+            report.error = f"batch held in quarantine: failed {', '.join(quality.failed)}"
     files = [(ARTICLES, f) for f in plan_files(outcome.accepted, ARTICLES, row_group_rows)]
     files += [(QUARANTINE, f) for f in plan_files(outcome.quarantined, QUARANTINE, row_group_rows)]
     committed_rows = pa.concat_tables(
@@ -152,11 +168,7 @@ def write_and_commit(
             outcome.quarantined.select(["source_id", "article_id", "content_hash"]),
         ]
     )
-    validators = {
-        n.source_id: n.validators
-        for n in normalized
-        if n.validators is not None and n.source_id not in failed
-    }
+    validators = {n.source_id: n.validators for n in normalized if n.validators is not None}
     # A run that lost its lease (it stalled past the expiry) must not commit over its successor.
     confirm_lease(store, run_id, lease_seconds)
-    return commit_run(store, run_id, files, committed_rows, validators)
+    return commit_run(store, run_id, files, committed_rows, validators, reports=quality_objects)

@@ -53,4 +53,7 @@ class FeedlakeSettings(BaseSettings):
     s3_max_attempts: int = Field(6, ge=1, le=20, description="Tries per S3 request (500/503/SlowDown/resets)")
     commit_retries: int = Field(3, ge=0, le=10, description="Retries of write/commit (transient errors)")
     compact_target_mb: float = Field(128.0, gt=0, description="Target size of a compacted file, MiB")
+    suite: str | None = Field(
+        None, description="Expectation suite file (default: schemas/expectations/articles_v1.json)"
+    )
     row_group_rows: int = Field(64 * 1024, ge=1024, description="Rows per Parquet row group")

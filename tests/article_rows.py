@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -30,3 +31,32 @@ def make_rows(source_id: str, n: int, run_id: str = "r") -> pa.Table:
         published_date=[d.date() for d in days],
     )
     return pa.table(columns, schema=ARTICLE_SCHEMA)
+
+
+CASES = Path(__file__).resolve().parent / "cases"
+
+
+def corpus_rows(relative_path: str, source_id: str, run_id: str = "r") -> pa.Table:
+    """A real captured feed under tests/cases, parsed and normalized as a poll would."""
+    from tasks.fetch import FetchResult
+    from tasks.normalize import normalize_feed
+    from tasks.parse import parse_feed
+    from tasks.sources import Source
+
+    url = f"http://feeds.example.test/{relative_path}"
+    fetched = FetchResult(
+        source_id,
+        url,
+        datetime(2026, 11, 23, tzinfo=UTC),
+        status=200,
+        body=(CASES / relative_path).read_bytes(),
+    )
+    batch = normalize_feed(parse_feed(fetched), Source(source_id, url, source_id, "test", "news"), run_id)
+    return pa.Table.from_batches([batch])
+
+
+def replace_column(table: pa.Table, name: str, values: list[object]) -> pa.Table:
+    """``table`` with one column's values replaced (same type)."""
+    index = table.schema.get_field_index(name)
+    field = table.schema.field(name)
+    return table.set_column(index, field, pa.array(values, field.type))

@@ -94,3 +94,15 @@ def test_permanent_move_is_remembered_until_the_sources_file_changes() -> None:
     assert [s.url for s in fetch_targets([edited], health)] == [edited.url]
     again = run([edited], health, [SourceReport("a", status="ok", http_status=200)], NOW)
     assert again["a"].effective_url is None and again["a"].url == edited.url
+
+
+def test_last_items_is_what_the_last_parsed_feed_held() -> None:
+    # It feeds the went-empty check: only a parsed feed says how many items it holds.
+    parsed = run([A], {}, [report("a", "ok", 12)], NOW)
+    assert parsed["a"].last_items == 12
+    unchanged = run([A], parsed, [report("a", "not_modified")], NOW + timedelta(hours=1))
+    assert unchanged["a"].last_items == 12
+    failed = run([A], unchanged, [report("a", "error", error="boom")], NOW + timedelta(hours=2))
+    assert failed["a"].last_items == 12
+    emptied = run([A], failed, [report("a", "ok", 0)], NOW + timedelta(hours=3))
+    assert emptied["a"].last_items == 0

@@ -1,0 +1,70 @@
+"""The quarantine replay flow: re-validate held rows under the lake's lease and move those that pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.poll import retry_transient_only
+from tasks.commit import recover_lake
+from tasks.lake_layout import new_run_id
+from tasks.lease import acquire_lease, release_lease
+from tasks.quality_report import quality_markdown
+from tasks.quarantine import ReplayResult, replay_quarantine
+from tasks.settings import FeedlakeSettings
+from tasks.storage import open_store
+from tasks.suite import DEFAULT_SUITE
+from tasks.validate import ArticleValidator
+
+replay_task = task(
+    name="replay-quarantine",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)(replay_quarantine)
+
+
+@flow(name="feedlake-quarantine-replay", persist_result=False)
+def replay_flow(
+    lake: str | None = None, source: str | None = None, suite: str | None = None, dry_run: bool = False
+) -> ReplayResult:
+    """Re-validate quarantined rows with the current suite; move those that pass into articles/."""
+    logger = get_run_logger()
+    settings = FeedlakeSettings()
+    overrides = {k: v for k, v in {"lake": lake, "suite": suite}.items() if v is not None}
+    settings = settings.model_copy(update=overrides)
+    validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
+    store = open_store(settings.lake, settings)
+    run_id = new_run_id()
+    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
+    try:
+        for action in recover_lake(store):
+            logger.warning("recovered the lake first: %s", action)
+        result = replay_task(
+            store,
+            run_id,
+            validator,
+            row_group_rows=settings.row_group_rows,
+            source_id=source,
+            dry_run=dry_run,
+        )
+    finally:
+        release_lease(store, run_id)
+    if result.document is not None:
+        create_markdown_artifact(
+            quality_markdown(result.document), key="feedlake-quarantine-replay", description="Replay"
+        )
+    logger.info(
+        "replay %s: %d held rows checked, %d moved to articles, %d still held%s",
+        run_id,
+        result.checked,
+        result.moved,
+        result.still_held,
+        " (dry run)" if dry_run else "",
+    )
+    return result

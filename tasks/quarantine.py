@@ -1,0 +1,160 @@
+"""The quarantine table: read what is held, and replay it through the current suite, exactly once.
+
+Replay re-validates every held row (of one source, if asked) with the suite as it is now, grouped
+in batches by source and original run. Rows that now pass move to ``articles/``; every quarantine
+file that held one of them is replaced by a file of its remaining rows. One commit record adds the
+new files and names the replaced ones, so a crash at any point leaves each row in exactly one of
+the two tables, and a second replay finds nothing more to move.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.article import ARTICLE_SCHEMA
+from tasks.commit import commit_run, live_files
+from tasks.errors import StoreError
+from tasks.lake_layout import ARTICLES, QUARANTINE
+from tasks.quality_report import quality_objects, validation_document
+from tasks.storage import ObjectStore
+from tasks.validate import ArticleValidator, SourceQuality, quarantine_schema
+from tasks.write import plan_files
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = quarantine_schema(ARTICLE_SCHEMA)
+FILE_COLUMN = "file"
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay found and did."""
+
+    run_id: str
+    checked: int = 0
+    moved: int = 0
+    still_held: int = 0
+    files_replaced: int = 0
+    by_source: Mapping[str, SourceQuality] = field(default_factory=dict)
+    committed: bool = False
+    document: Mapping[str, Any] | None = None
+
+
+def read_quarantine(store: ObjectStore, source_id: str | None = None) -> pa.Table:
+    """Every live quarantined row (of one source), with its partition columns and its file's key."""
+    tables = [
+        _read_held_file(store, committed.key)
+        for committed in live_files(store, QUARANTINE)
+        if source_id is None or committed.source_id == source_id
+    ]
+    if not tables:
+        empty = QUARANTINE_SCHEMA.empty_table()
+        return empty.append_column(FILE_COLUMN, pa.array([], pa.string()))
+    return pa.concat_tables(tables)
+
+
+def _read_held_file(store: ObjectStore, key: str) -> pa.Table:
+    raw = store.get(key)
+    if raw is None:
+        raise StoreError(f"live quarantine file {store.uri(key)} is missing; the lake was changed by hand")
+    table = pq.read_table(io.BytesIO(raw))
+    partitions = dict(part.split("=", 1) for part in key.split("/")[1:-1] if "=" in part)
+    rows = table.num_rows
+    table = table.append_column("source_id", pa.array([partitions["source_id"]] * rows, pa.string()))
+    table = table.append_column(
+        "published_date", pa.array([partitions["published_date"]] * rows, pa.string()).cast(pa.date32())
+    )
+    held = table.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
+    return held.append_column(FILE_COLUMN, pa.array([key] * rows, pa.string()))
+
+
+def replay_quarantine(
+    store: ObjectStore,
+    run_id: str,
+    validator: ArticleValidator,
+    *,
+    row_group_rows: int,
+    source_id: str | None = None,
+    dry_run: bool = False,
+) -> ReplayResult:
+    """Move held rows that pass the current suite into ``articles/``, in one commit."""
+    held = read_quarantine(store, source_id)
+    if held.num_rows == 0:
+        return ReplayResult(run_id)
+    rows = held.select(ARTICLE_SCHEMA.names).cast(ARTICLE_SCHEMA)
+    sources, runs = held.column("source_id").to_pylist(), held.column("run_id").to_pylist()
+    batch_keys = [f"{source}@{run}" for source, run in zip(sources, runs, strict=True)]
+    outcome = validator.validate(rows, batch_keys=batch_keys, stage="replay")
+    files = held.column(FILE_COLUMN).to_pylist()
+    still_held = set(outcome.held_positions)
+    replaced = sorted({files[p] for p in range(held.num_rows) if p not in still_held})
+    # Rows still failing but sharing a file with a moved row are rewritten into a new file.
+    replaced_set = set(replaced)
+    remaining = outcome.quarantined.take(
+        pa.array([i for i, p in enumerate(outcome.held_positions) if files[p] in replaced_set], pa.int64())
+    )
+    planned = [(ARTICLES, f) for f in plan_files(outcome.accepted, ARTICLES, row_group_rows)]
+    planned += [(QUARANTINE, f) for f in plan_files(remaining, QUARANTINE, row_group_rows)]
+    # A new file can never be one of those it replaces, or deleting the old would delete the new.
+    removed = [key for key in replaced if key not in {p.key for _, p in planned}]
+    document = validation_document(outcome, run_id, "replay")
+    result = ReplayResult(
+        run_id=run_id,
+        checked=held.num_rows,
+        moved=outcome.accepted.num_rows,
+        still_held=outcome.quarantined.num_rows,
+        files_replaced=len(removed),
+        by_source=outcome.by_source,
+        document=document,
+    )
+    if dry_run or outcome.accepted.num_rows == 0:
+        return result
+    commit_run(
+        store,
+        run_id,
+        planned,
+        _no_new_keys(),
+        {},
+        removed=removed,
+        kind="replay",
+        reports=quality_objects(document, store.uri()),
+    )
+    log.info("replay %s: %d of %d held rows moved to %s", run_id, result.moved, result.checked, ARTICLES)
+    return ReplayResult(**{**result.__dict__, "committed": True})
+
+
+def _no_new_keys() -> pa.Table:
+    # Quarantined rows are in the seen index already (they were committed to _quarantine/).
+    return pa.table({name: pa.array([], pa.string()) for name in ("source_id", "article_id", "content_hash")})
+
+
+def held_rows_for_people(held: pa.Table, limit: int) -> Sequence[tuple[str, ...]]:
+    """Rows of ``feedlake quarantine list``: source, run, published, why, title, url."""
+    names = ("source_id", "run_id", "published_at", "failed_expectations", "title", "url")
+    columns = {name: held.column(name).to_pylist()[:limit] for name in names}
+    lines = []
+    for i in range(min(limit, held.num_rows)):
+        published = columns["published_at"][i]
+        lines.append(
+            (
+                str(columns["source_id"][i]),
+                str(columns["run_id"][i]),
+                published.strftime("%Y-%m-%d %H:%M") if published else "-",
+                ", ".join(columns["failed_expectations"][i]),
+                _clip(columns["title"][i], 50),
+                _clip(columns["url"][i], 60),
+            )
+        )
+    return lines
+
+
+def _clip(value: object, width: int) -> str:
+    text = "" if value is None else " ".join(str(value).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
