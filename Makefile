@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help setup demo test lint format types pytest browser bench-validation clean
+.PHONY: help setup demo test lint format types pytest browser bench-validation bench-backfill clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ browser: ## install Chromium for the report test if missing (root with apt-get; 
 
 bench-validation: $(STAMP) ## GX validation timings (10,000-row batch, share of a corpus poll)
 	$(BIN)/python bench/validation.py
+
+bench-backfill: $(STAMP) ## backfill of 100,000 synthetic articles, 1 and 2 processes
+	$(BIN)/python bench/backfill.py
 
 clean: ## remove the virtualenv, the demo lake and caches
 	rm -rf $(VENV) lake .pytest_cache .mypy_cache .ruff_cache

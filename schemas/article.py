@@ -17,6 +17,10 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 # How published_at was obtained, from most to least trustworthy.
 DATE_SOURCES = ("explicit_offset", "named_zone", "assumed_utc", "missing")
 
+# Where the feed document holding the row came from: polled now, the publisher's own archive or
+# paged history, a Wayback Machine capture, or a captured file (feed document or WARC record).
+CAPTURE_SOURCES = ("live", "archive", "wayback", "file")
+
 ENCLOSURE = pa.struct(
     [
         pa.field("url", pa.string(), nullable=False),
@@ -67,6 +71,18 @@ ARTICLE_SCHEMA = pa.schema(
             nullable=False,
         ),
         _field("run_id", pa.string(), "Id of the run that wrote the row", nullable=False),
+        _field(
+            "capture_source",
+            pa.string(),
+            "Where the feed document came from: live | archive | wayback | file",
+            nullable=False,
+        ),
+        _field(
+            "captured_at",
+            TIMESTAMP,
+            "When that document was captured (fetch time, archive snapshot or file time), UTC",
+            nullable=False,
+        ),
         _field(
             "published_date",
             pa.date32(),

@@ -64,6 +64,8 @@ class FetchResult:
     error: FeedlakeError | None = None
     attempts: int = 0
     elapsed_seconds: float = 0.0
+    capture_source: str = "live"
+    captured_at: datetime | None = None
 
 
 def build_client(settings: FeedlakeSettings) -> httpx.AsyncClient:

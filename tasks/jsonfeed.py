@@ -22,6 +22,7 @@ class JsonFeed:
     link: str | None
     language: str | None
     entries: tuple[FeedEntry, ...]
+    links: tuple[tuple[str, str], ...] = ()
 
 
 def parse_json_feed(body: bytes, source_id: str, base_url: str) -> JsonFeed:
@@ -83,7 +84,14 @@ def parse_json_feed(body: bytes, source_id: str, base_url: str) -> JsonFeed:
         link=home,
         language=feed_language,
         entries=tuple(entries),
+        links=_links(document, base_url),
     )
+
+
+def _links(document: dict[str, Any], base_url: str) -> tuple[tuple[str, str], ...]:
+    # JSON Feed pages older items with next_url (the paged-feed "next" of RFC 5005).
+    next_url = _string(document.get("next_url"))
+    return (("next", urljoin(base_url, next_url)),) if next_url else ()
 
 
 def _authors(holder: dict[str, Any]) -> tuple[str, ...]:

@@ -111,7 +111,11 @@ def _append_entry(
     columns["fetched_at"].append(fetched_at)
     columns["content_hash"].append(make_content_hash(title, url, summary_text, content_text))
     columns["run_id"].append(run_id)
-    columns["published_date"].append(_partition_date(published_at, fetched_at))
+    captured_at = parsed.captured_at or fetched_at
+    columns["capture_source"].append(parsed.capture_source)
+    columns["captured_at"].append(captured_at)
+    # An undated article existed when its document was captured: that date beats today's.
+    columns["published_date"].append(_partition_date(published_at, captured_at))
 
 
 def _text(value: str | None, is_html: bool) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
@@ -48,6 +49,13 @@ class ParsedFeed:
     language: str | None
     entries: tuple[FeedEntry, ...]
     warnings: tuple[str, ...] = field(default=())
+    links: tuple[tuple[str, str], ...] = field(default=())
+    capture_source: str = "live"
+    captured_at: datetime | None = None
+
+    def link_to(self, rel: str) -> str | None:
+        """The absolute URL of the feed-level link with relation ``rel`` (prev-archive, next, ...)."""
+        return next((href for r, href in self.links if r == rel), None)
 
 
 def parse_feed(fetched: FetchResult) -> ParsedFeed:
@@ -67,6 +75,9 @@ def parse_feed(fetched: FetchResult) -> ParsedFeed:
             link=feed.link,
             language=feed.language,
             entries=feed.entries,
+            links=feed.links,
+            capture_source=fetched.capture_source,
+            captured_at=fetched.captured_at,
         )
     return _parse_xml(fetched, base_url)
 
@@ -125,7 +136,20 @@ def _parse_xml(fetched: FetchResult, base_url: str) -> ParsedFeed:
         language=feed_language,
         entries=entries,
         warnings=tuple(warnings),
+        links=_feed_links(feed_meta, base_url),
+        capture_source=fetched.capture_source,
+        captured_at=fetched.captured_at,
     )
+
+
+def _feed_links(feed_meta: Mapping[str, Any], base_url: str) -> tuple[tuple[str, str], ...]:
+    # atom:link elements (RFC 5005 prev-archive / next / previous, WebSub hub, self) at feed level.
+    found = []
+    for link in feed_meta.get("links") or ():
+        rel, href = link.get("rel"), link.get("href")
+        if isinstance(rel, str) and isinstance(href, str) and href.strip():
+            found.append((rel.strip().lower(), urljoin(base_url, href.strip())))
+    return tuple(found)
 
 
 def _not_a_feed_reason(body: bytes, problem: object) -> str:

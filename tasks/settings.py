@@ -56,4 +56,12 @@ class FeedlakeSettings(BaseSettings):
     suite: str | None = Field(
         None, description="Expectation suite file (default: schemas/expectations/articles_v1.json)"
     )
+    wayback_url: str = Field(
+        "https://web.archive.org", description="Wayback Machine base URL (CDX API and raw snapshots)"
+    )
+    backfill_workers: int = Field(
+        0, ge=0, le=256, description="Parse processes for backfill (0: one per core)"
+    )
+    backfill_batch_rows: int = Field(50_000, ge=100, description="Rows per backfill commit (bounds memory)")
+    backfill_max_pages: int = Field(10_000, ge=1, description="Most archive or paged documents to follow")
     row_group_rows: int = Field(64 * 1024, ge=1024, description="Rows per Parquet row group")

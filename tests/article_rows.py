@@ -28,6 +28,8 @@ def make_rows(source_id: str, n: int, run_id: str = "r") -> pa.Table:
         fetched_at=[datetime(2024, 12, 10, tzinfo=UTC)] * n,
         content_hash=[f"h{i}" for i in range(n)],
         run_id=[run_id] * n,
+        capture_source=["live"] * n,
+        captured_at=[datetime(2024, 12, 10, tzinfo=UTC)] * n,
         published_date=[d.date() for d in days],
     )
     return pa.table(columns, schema=ARTICLE_SCHEMA)

@@ -20,7 +20,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_articles (
   date_source    string,
   fetched_at     timestamp,
   content_hash   string,
-  run_id         string
+  run_id         string,
+  capture_source string,
+  captured_at    timestamp
 )
 PARTITIONED BY (source_id string, published_date date)
 STORED AS PARQUET
@@ -39,7 +41,7 @@ TBLPROPERTIES (
 CREATE OR REPLACE VIEW feedlake_articles_latest AS
 SELECT *
 FROM (
-  SELECT a.*, row_number() OVER (PARTITION BY article_id ORDER BY fetched_at DESC, run_id DESC) AS version_rank
+  SELECT a.*, row_number() OVER (PARTITION BY article_id ORDER BY captured_at DESC, fetched_at DESC, run_id DESC) AS version_rank
   FROM feedlake_articles a
 )
 WHERE version_rank = 1;

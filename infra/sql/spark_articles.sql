@@ -9,7 +9,7 @@ MSCK REPAIR TABLE feedlake_articles;  -- after new partitions appear (or ALTER T
 CREATE OR REPLACE TEMPORARY VIEW feedlake_articles_latest AS
 SELECT * EXCEPT (version_rank)
 FROM (
-  SELECT *, row_number() OVER (PARTITION BY article_id ORDER BY fetched_at DESC, run_id DESC) AS version_rank
+  SELECT *, row_number() OVER (PARTITION BY article_id ORDER BY captured_at DESC, fetched_at DESC, run_id DESC) AS version_rank
   FROM feedlake_articles
 )
 WHERE version_rank = 1;

@@ -1,0 +1,209 @@
+"""The backfill flow: one source's history through the poll's path, in committed, resumable batches."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.poll import retry_transient_only
+from tasks.backfill import BackfillResult, commit_backfill_batch, run_backfill, start_or_resume
+from tasks.backfill_captures import (
+    STRATEGIES,
+    Capture,
+    archive_captures,
+    choose_strategy,
+    file_captures,
+    http_fetcher,
+    paged_captures,
+    wayback_captures,
+)
+from tasks.errors import ConfigError
+from tasks.report import markdown_table
+from tasks.settings import FeedlakeSettings
+from tasks.sources import Source, load_sources
+from tasks.storage import open_store
+from tasks.suite import DEFAULT_SUITE
+from tasks.validate import ArticleValidator, preload_great_expectations
+
+
+@flow(name="feedlake-backfill", persist_result=False)
+def backfill_flow(
+    source: str,
+    sources: str | None = None,
+    lake: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    strategy: str = "auto",
+    path: str | None = None,
+    workers: int | None = None,
+) -> BackfillResult:
+    """Backfill one source's history (archive, paged, wayback or captured files) into the lake."""
+    logger = get_run_logger()
+    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
+    settings = FeedlakeSettings().model_copy(update=overrides)
+    target = _find_source(settings, source)
+    store = open_store(settings.lake, settings)
+    preload_great_expectations()
+    fetch = http_fetcher(settings, target)
+    folder = Path(path) if path else None
+    if strategy == "auto":
+        strategy, reason = choose_strategy(fetch, target.url, folder)
+        logger.info("backfill %s: strategy %s: %s", target.id, strategy, reason)
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"unknown backfill strategy {strategy!r}; use auto or one of {', '.join(STRATEGIES)}"
+        )
+    checkpoint, resumed = start_or_resume(store, target.id, strategy)
+    if resumed:
+        message = (
+            f"resuming the {strategy} backfill of {target.id} from its checkpoint: "
+            f"{checkpoint.captures} documents and {checkpoint.rows_written} rows already committed"
+        )
+        logger.warning(message)
+        print(message, file=sys.stderr)
+    total, captures = _captures(strategy, fetch, settings, target, folder, checkpoint.cursor, since, until)
+    validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
+    commit = task(
+        name="backfill-commit",
+        retries=settings.commit_retries,
+        retry_delay_seconds=[settings.backoff_seconds * 4**i for i in range(settings.commit_retries)],
+        retry_condition_fn=retry_transient_only,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+    )(commit_backfill_batch)
+    progress = ProgressReporter(target.id, total, checkpoint.captures)
+    try:
+        result = run_backfill(
+            store,
+            target,
+            captures,
+            checkpoint,
+            validator=validator,
+            commit=commit,
+            lease_seconds=settings.lease_seconds,
+            lease_wait_seconds=settings.lease_wait_seconds,
+            row_group_rows=settings.row_group_rows,
+            workers=settings.backfill_workers or os.cpu_count() or 1,
+            batch_rows=settings.backfill_batch_rows,
+            since=since,
+            until=until,
+            progress=progress,
+            resumed=resumed,
+        )
+    finally:
+        progress.close()
+    create_markdown_artifact(backfill_markdown(result), key="feedlake-backfill", description="Backfill")
+    logger.info(
+        "backfill %s (%s): %d documents, %d rows seen, %d written, %d quarantined, %d duplicates, %.1f s",
+        result.source_id,
+        result.strategy,
+        result.captures,
+        result.rows_seen,
+        result.rows_written,
+        result.rows_quarantined,
+        result.duplicates,
+        result.seconds,
+    )
+    return result
+
+
+def _find_source(settings: FeedlakeSettings, source_id: str) -> Source:
+    catalog = load_sources(settings.sources, dict(os.environ))
+    for candidate in catalog:
+        if candidate.id == source_id:
+            return candidate
+    raise ConfigError(f"source {source_id!r} is not in {settings.sources}")
+
+
+def _captures(
+    strategy: str,
+    fetch: Any,
+    settings: FeedlakeSettings,
+    source: Source,
+    folder: Path | None,
+    cursor: str | None,
+    since: date | None,
+    until: date | None,
+) -> tuple[int | None, Iterator[Capture]]:
+    if strategy == "archive":
+        return None, archive_captures(fetch, source.url, cursor, settings.backfill_max_pages)
+    if strategy == "paged":
+        return None, paged_captures(fetch, source.url, cursor, settings.backfill_max_pages)
+    if strategy == "wayback":
+        return wayback_captures(fetch, settings.wayback_url, source.url, since, until)
+    if folder is None:
+        raise ConfigError("the files strategy needs --path (a folder of feed documents or WARC files)")
+    return file_captures(folder, source.url)
+
+
+class ProgressReporter:
+    """A terminal progress bar (documents, rows written, rate, ETA) and a Prefect progress artifact."""
+
+    def __init__(self, source_id: str, total: int | None, already: int) -> None:
+        from tqdm import tqdm
+
+        # disable=None: draw only on a terminal; scheduled runs get the artifact and the log instead.
+        self._bar = tqdm(
+            total=total,
+            initial=already,
+            desc=f"backfill {source_id}",
+            unit="doc",
+            disable=None,
+            file=sys.stderr,
+        )
+        self._total = total
+        self._already = already
+        self._artifact: Any = create_progress_artifact(
+            0.0, key="feedlake-backfill-progress", description="Backfill"
+        )
+        self._last_update = 0.0
+
+    def __call__(self, result: BackfillResult) -> None:
+        """Show the latest counts; the artifact is updated at most every two seconds."""
+        done = self._already + result.captures
+        self._bar.n = done
+        self._bar.set_postfix(rows=result.rows_written, refresh=False)
+        self._bar.refresh()
+        now = time.monotonic()
+        if result.finished or now - self._last_update >= 2:
+            self._last_update = now
+            share = 100.0 if result.finished else (100.0 * done / self._total if self._total else 0.0)
+            update_progress_artifact(
+                self._artifact,
+                min(100.0, share),
+                description=f"{done} documents, {result.rows_written} rows written",
+            )
+
+    def close(self) -> None:
+        """Leave the bar's last line on the terminal."""
+        self._bar.close()
+
+
+def backfill_markdown(result: BackfillResult) -> str:
+    """Markdown summary of a backfill, for its Prefect artifact."""
+    rows = [
+        ("strategy", result.strategy),
+        ("resumed from a checkpoint", "yes" if result.resumed else "no"),
+        ("documents read", str(result.captures)),
+        ("documents skipped (already done)", str(result.captures_skipped)),
+        ("documents that failed", str(result.captures_failed)),
+        ("rows seen", str(result.rows_seen)),
+        ("rows written", str(result.rows_written)),
+        ("rows quarantined", str(result.rows_quarantined)),
+        ("duplicates", str(result.duplicates)),
+        ("commits", str(result.commits)),
+        ("seconds", f"{result.seconds:.1f}"),
+    ]
+    lines = [f"# Backfill of `{result.source_id}`", "", markdown_table(("", "value"), rows)]
+    if result.errors:
+        lines += ["", "Documents that could not be read:", *[f"- {e}" for e in result.errors]]
+    return "\n".join(lines)
