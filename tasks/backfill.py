@@ -180,7 +180,16 @@ def run_backfill(
             write_checkpoint(store, checkpoint)
         pending, pending_rows, pending_keys = [], 0, []
 
-    for capture, outcome in _normalized(captures, source, done, workers, result):
+    documents = _normalized(captures, source, done, workers, result)
+    while True:
+        try:
+            capture, outcome = next(documents)
+        except StopIteration:
+            break
+        except FeedlakeError:
+            # A document the chain cannot fetch ends the run: keep what was read before it.
+            flush()
+            raise
         result.captures += 1
         if isinstance(outcome, str):
             result.captures_failed += 1

@@ -186,3 +186,43 @@ def test_wayback_snapshots_overlap_but_each_article_lands_once(tmp_path: Path, s
     assert set(table.column("capture_source").to_pylist()) == {"wayback"}
     assert set(table.column("feed_url").to_pylist()) == {ORIGINAL_URL}
     assert all(c.kind == "backfill" for c in list_commits(store))
+
+
+def test_a_broken_link_mid_chain_keeps_what_was_read_and_names_the_url(
+    tmp_path: Path, site, validator
+) -> None:
+    from datetime import datetime
+
+    from tasks.errors import FetchTerminalError
+    from tasks.fetch import FetchResult
+
+    base, _ = site
+    store = open_store(str(tmp_path / "lake"))
+    target = source(f"{base}/archive/feed.xml")
+    real = http_fetcher(FeedlakeSettings(per_host_min_gap_seconds=0), target)
+    broken = f"{base}/archive/page-3.xml"
+
+    def flaky(url: str) -> FetchResult:
+        if url == broken:
+            error = FetchTerminalError("HTTP 404", source_id="economist", url=url, status=404)
+            return FetchResult("economist", url, datetime.now(UTC), status=404, error=error)
+        return real(url)
+
+    checkpoint, _ = start_or_resume(store, "economist", "archive")
+    with pytest.raises(FetchTerminalError, match="page-3.xml"):
+        run_backfill(
+            store,
+            target,
+            archive_captures(flaky, target.url),
+            checkpoint,
+            validator=validator,
+            commit=commit_backfill_batch,
+            lease_seconds=60,
+            lease_wait_seconds=5,
+            row_group_rows=1024,
+            batch_rows=1000,  # one batch: without the flush on error, nothing would be kept
+        )
+    assert len(articles(tmp_path / "lake")) == 150
+    assert read_checkpoint(store, "economist").cursor == broken
+    resumed = backfill(store, base, validator)
+    assert resumed.resumed and resumed.captures == 3 and len(articles(tmp_path / "lake")) == 300
