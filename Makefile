@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help setup demo test lint format types pytest browser bench-validation bench-backfill clean
+.PHONY: help setup demo test lint format types pytest test-tools bench-validation bench-backfill clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -33,17 +33,21 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 types: $(STAMP) ## mypy (strict on tasks/ and schemas/)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser ## the test suite
+pytest: $(STAMP) test-tools ## the test suite
 	$(BIN)/python -m pytest
 
-# The HTML report test loads the page in headless Chromium: install Debian's when we can.
-browser: ## install Chromium for the report test if missing (root with apt-get; else that test skips)
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+# Two tests use programs from Debian: the HTML report test loads the page in headless Chromium, and
+# the infra test runs `docker-compose config`. Install them when we can.
+test-tools: ## install chromium and docker-compose if missing (root with apt-get; else those checks skip)
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium (apt-get) for the HTML report test"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		echo "installing$$missing (apt-get) for the browser and infra tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-		echo "chromium not found and cannot be installed here: the HTML report test will be skipped"; \
+		echo "not installed and cannot be installed here:$$missing (those checks will be skipped)"; \
 	fi
 
 bench-validation: $(STAMP) ## GX validation timings (10,000-row batch, share of a corpus poll)

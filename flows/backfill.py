@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,7 +16,14 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.poll import retry_transient_only
-from tasks.backfill import BackfillResult, commit_backfill_batch, run_backfill, start_or_resume
+from tasks.backfill import (
+    BackfillResult,
+    Normalizer,
+    commit_backfill_batch,
+    normalize_capture_safely,
+    run_backfill,
+    start_or_resume,
+)
 from tasks.backfill_captures import (
     STRATEGIES,
     Capture,
@@ -34,6 +42,28 @@ from tasks.storage import open_store
 from tasks.suite import DEFAULT_SUITE
 from tasks.validate import ArticleValidator, preload_great_expectations
 
+# With a Dask task runner (see backfill_with_dask), each document is one task on the cluster.
+normalize_document = task(name="normalize-document", cache_policy=NO_CACHE, persist_result=False)(
+    normalize_capture_safely
+)
+
+
+def task_normalizer(source: Source, in_flight: int) -> Normalizer:
+    """Normalize documents as Prefect tasks on the flow's task runner, at most ``in_flight`` at once."""
+
+    def run(todo: Iterator[Capture]) -> Iterator[tuple[Capture, Any]]:
+        pending: deque[tuple[Capture, Any]] = deque()
+        for capture in todo:
+            pending.append((capture, normalize_document.submit(capture, source)))
+            if len(pending) >= in_flight:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+
+    return run
+
 
 @flow(name="feedlake-backfill", persist_result=False)
 def backfill_flow(
@@ -45,6 +75,7 @@ def backfill_flow(
     strategy: str = "auto",
     path: str | None = None,
     workers: int | None = None,
+    on_task_runner: bool = False,
 ) -> BackfillResult:
     """Backfill one source's history (archive, paged, wayback or captured files) into the lake."""
     logger = get_run_logger()
@@ -81,6 +112,8 @@ def backfill_flow(
         persist_result=False,
     )(commit_backfill_batch)
     progress = ProgressReporter(target.id, total, checkpoint.captures)
+    processes = workers or settings.backfill_workers or os.cpu_count() or 1
+    normalizer = task_normalizer(target, 2 * processes) if on_task_runner else None
     try:
         result = run_backfill(
             store,
@@ -92,12 +125,13 @@ def backfill_flow(
             lease_seconds=settings.lease_seconds,
             lease_wait_seconds=settings.lease_wait_seconds,
             row_group_rows=settings.row_group_rows,
-            workers=settings.backfill_workers or os.cpu_count() or 1,
+            workers=processes,
             batch_rows=settings.backfill_batch_rows,
             since=since,
             until=until,
             progress=progress,
             resumed=resumed,
+            normalizer=normalizer,
         )
     finally:
         progress.close()
@@ -114,6 +148,20 @@ def backfill_flow(
         result.seconds,
     )
     return result
+
+
+def backfill_with_dask(address: str, workers: int) -> Any:
+    """The backfill flow on a Dask cluster: ``local`` starts one of ``workers`` processes here."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    runner: Any
+    if address == "local":
+        runner = DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+        )
+    else:
+        runner = DaskTaskRunner(address=address)
+    return backfill_flow.with_options(task_runner=runner)
 
 
 def _find_source(settings: FeedlakeSettings, source_id: str) -> Source:

@@ -7,6 +7,7 @@ could not proceed (bad configuration, unreadable sources file, unwritable lake, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -52,6 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
     files.add_argument("--table", default="articles", choices=["articles", "_quarantine"])
     add_quality_commands(commands)
+    websub = commands.add_parser("websub", help="WebSub push: subscribe to feeds' hubs and ingest pushes")
+    websub_commands = websub.add_subparsers(dest="websub_command", required=True)
+    websub_serve = websub_commands.add_parser("serve", help="run the callback endpoint until stopped")
+    websub_serve.add_argument(
+        "--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on (default 0.0.0.0:8080)"
+    )
+    websub_serve.add_argument("--public-url", required=True, help="the URL hubs reach this endpoint at")
+    websub_serve.add_argument(
+        "--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)"
+    )
+    websub_serve.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    websub_serve.add_argument("--lease-seconds", type=int, default=5 * 86400, help="lease to ask hubs for")
+    deploy = commands.add_parser("deploy", help="register every deployment on a work pool (for workers)")
+    deploy.add_argument("--pool", required=True, help="work pool whose workers run the flows")
+    deploy.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
+    deploy.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    serve = commands.add_parser("serve", help="run every scheduled deployment in this process until stopped")
+    serve.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
+    serve.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
     backfill = commands.add_parser(
         "backfill", help="load one source's history: archives, pages, Wayback, files"
     )
@@ -72,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--path", help="files strategy: a folder of feed documents or WARC files")
     backfill.add_argument("--workers", type=int, help="parse processes (default: FEEDLAKE_BACKFILL_WORKERS)")
+    backfill.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="parse on a Dask cluster: its scheduler address, or 'local' to start one",
+    )
     demo = commands.add_parser("demo", help="poll bundled feed snapshots over local HTTP into ./lake")
     demo.add_argument("--lake", default="./lake", help="lake URL (default: ./lake)")
     return parser
@@ -125,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "quality":
             return quality_report_command(args.lake, args.out, args.runs)
+        if args.command == "websub":
+            return websub_command(args)
+        if args.command == "deploy":
+            return deploy_command(args.pool, args.sources, args.lake)
+        if args.command == "serve":
+            return serve_command(args.sources, args.lake)
         if args.command == "backfill":
             return backfill_command(args)
         if args.command == "files":
@@ -246,16 +277,64 @@ def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     return EXIT_OK
 
 
+def websub_command(args: argparse.Namespace) -> int:
+    """Serve the WebSub callback endpoint until Ctrl-C or SIGTERM."""
+    from flows.websub import serve_websub
+    from tasks.settings import FeedlakeSettings
+
+    overrides = {k: v for k, v in {"sources": args.sources, "lake": args.lake}.items() if v is not None}
+    settings = FeedlakeSettings().model_copy(update=overrides)
+    host, _, port = args.listen.rpartition(":")
+    # Ctrl-C is how a person stops it: not an error.
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_websub(settings, host or "0.0.0.0", int(port), args.public_url, args.lease_seconds)
+    return EXIT_OK
+
+
+def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
+    """Register the poll, compaction and backfill deployments on a work pool; workers run them."""
+    from flows.deployments import build_deployments
+    from tasks.settings import FeedlakeSettings
+
+    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
+    settings = FeedlakeSettings().model_copy(update=overrides)
+    from pathlib import Path
+
+    for deployment in build_deployments(settings):
+        # Process workers run the flow from this folder: every worker has the same code there.
+        deployment.job_variables = {**(deployment.job_variables or {}), "working_dir": str(Path.cwd())}
+        deployment.apply(work_pool_name=pool)
+        print(f"deployed {deployment.flow_name}/{deployment.name} on work pool {pool}")
+    return EXIT_OK
+
+
+def serve_command(sources: str | None, lake: str | None) -> int:
+    """Serve the poll, compaction and backfill deployments until Ctrl-C or SIGTERM."""
+    from flows.deployments import build_deployments, interval_label, poll_groups
+    from tasks.settings import FeedlakeSettings
+
+    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
+    settings = FeedlakeSettings().model_copy(update=overrides)
+    for seconds, ids in poll_groups(settings).items():
+        print(f"poll-every-{interval_label(seconds)}: {len(ids)} sources")
+    from prefect import serve
+
+    serve(*build_deployments(settings))
+    return EXIT_OK
+
+
 def backfill_command(args: argparse.Namespace) -> int:
     """Run the backfill flow and print what it did."""
     import os
 
-    from flows.backfill import backfill_flow
+    from flows.backfill import backfill_flow, backfill_with_dask
 
     if args.workers is not None:
         os.environ["FEEDLAKE_BACKFILL_WORKERS"] = str(args.workers)
-    result = backfill_flow(
+    run = backfill_with_dask(args.dask, args.workers or os.cpu_count() or 1) if args.dask else backfill_flow
+    result = run(
         source=args.source,
+        on_task_runner=bool(args.dask),
         sources=args.sources,
         lake=args.lake,
         since=args.since,

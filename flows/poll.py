@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.events import emit_poll_events
 from tasks.commit import recover_lake
 from tasks.errors import FeedlakeError, is_transient
-from tasks.fetch import fetch_feeds_blocking
+from tasks.fetch import FeedValidators, FetchResult, fetch_feeds_blocking
 from tasks.health import (
     HEALTH_COLUMNS,
     fetch_targets,
@@ -77,17 +79,33 @@ commit_task = task(
 
 
 @flow(name="feedlake-poll", persist_result=False)
-def poll_flow(sources: str | None = None, lake: str | None = None) -> RunSummary:
-    """Poll every enabled source of a sources file once into the lake."""
+def poll_flow(
+    sources: str | None = None, lake: str | None = None, poll_interval: int | None = None
+) -> RunSummary:
+    """Poll every enabled source of a sources file once (or only those polled every ``poll_interval`` s)."""
     overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
     settings = FeedlakeSettings().model_copy(update=overrides)
-    return run_poll(settings)
+    return run_poll(settings, interval=poll_interval)
 
 
-def run_poll(settings: FeedlakeSettings, variables: dict[str, str] | None = None) -> RunSummary:
-    """Wire the stages for one run under the lake's lease (call inside a flow)."""
+def run_poll(
+    settings: FeedlakeSettings,
+    variables: dict[str, str] | None = None,
+    interval: int | None = None,
+    pushed: dict[str, FetchResult] | None = None,
+) -> RunSummary:
+    """Wire the stages for one run under the lake's lease (call inside a flow).
+
+    ``pushed`` holds documents a WebSub hub pushed: those sources are ingested from them, unfetched.
+    """
     logger = get_run_logger()
     catalog = [s for s in load_sources(settings.sources, variables or dict(os.environ)) if s.enabled]
+    if interval is not None:
+        # A scheduled group: the sources whose own interval (or the default) is this one.
+        default = settings.default_poll_interval_seconds
+        catalog = [s for s in catalog if (s.poll_interval_seconds or default) == interval]
+    if pushed is not None:
+        catalog = [s for s in catalog if s.id in pushed]
     store = open_store(settings.lake, settings)
     run_id = new_run_id()
     acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
@@ -95,7 +113,7 @@ def run_poll(settings: FeedlakeSettings, variables: dict[str, str] | None = None
         recovered = recover_lake(store)
         for action in recovered:
             logger.warning("recovered the lake first: %s", action)
-        summary = _poll_under_lease(store, settings, catalog, run_id, recovered, logger)
+        summary = _poll_under_lease(store, settings, catalog, run_id, recovered, logger, pushed)
     finally:
         release_lease(store, run_id)
     create_markdown_artifact(
@@ -111,16 +129,22 @@ def _poll_under_lease(
     run_id: str,
     recovered: list[str],
     logger: Any,
+    pushed: dict[str, FetchResult] | None = None,
 ) -> RunSummary:
     reports = start_reports(catalog)
     clock = time.perf_counter()
     started = datetime.now(UTC)
     health = read_health(store)
-    due, waiting = split_due(catalog, health, started)
+    # A pushed document is ingested even for a source still backing off: it has fresh content.
+    due, waiting = split_due(catalog, health, started) if pushed is None else (list(catalog), [])
     mark_backing_off(reports, waiting, health)
     validators = read_validators(store, [s.id for s in due])
     preload_great_expectations()
-    fetched = fetch_task(fetch_targets(due, health), validators, settings)
+    if pushed is None:
+        fetched = fetch_task(fetch_targets(due, health), validators, settings)
+    else:
+        # A pushed document carries no HTTP validators: keep the ones polls stored.
+        fetched = [replace(pushed[s.id], validators=validators.get(s.id, FeedValidators())) for s in due]
     normalized = normalize_task(fetched, due, run_id, reports)
     logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
     unique = dedup_task(store, normalized, reports)
@@ -149,6 +173,7 @@ def _poll_under_lease(
         create_markdown_artifact(
             quality_markdown(quality), key="feedlake-data-quality", description="Data quality per source"
         )
+    emit_poll_events(store.uri(), record, reports.values())
     changed = updated_health(
         health,
         due,

@@ -97,6 +97,8 @@ class BatchCommit:
 
 
 Progress = Callable[[BackfillResult], None]
+# Turns captures into (capture, rows or error reason), in order; the default is a process pool.
+Normalizer = Callable[[Iterator[Capture]], Iterator[tuple[Capture, "pa.RecordBatch | str"]]]
 Committer = Callable[[ObjectStore, pa.Table, ArticleValidator, float, float, int], BatchCommit]
 
 
@@ -153,6 +155,7 @@ def run_backfill(
     until: date | None = None,
     progress: Progress | None = None,
     resumed: bool = False,
+    normalizer: Normalizer | None = None,
 ) -> BackfillResult:
     """Normalize every capture not done yet and commit the rows in batches, checkpointing each."""
     started = time.perf_counter()
@@ -180,7 +183,8 @@ def run_backfill(
             write_checkpoint(store, checkpoint)
         pending, pending_rows, pending_keys = [], 0, []
 
-    documents = _normalized(captures, source, done, workers, result)
+    todo = (c for c in captures if not _skip(c, done, result))
+    documents = normalizer(todo) if normalizer is not None else _normalized(todo, source, workers)
     while True:
         try:
             capture, outcome = next(documents)
@@ -217,20 +221,19 @@ def run_backfill(
 
 
 def _normalized(
-    captures: Iterator[Capture], source: Source, done: set[str], workers: int, result: BackfillResult
+    todo: Iterator[Capture], source: Source, workers: int
 ) -> Iterator[tuple[Capture, pa.RecordBatch | str]]:
     """Each capture with its rows (or its error), in capture order, at most 2 x workers in flight."""
-    todo = (c for c in captures if not _skip(c, done, result))
     if workers <= 1:
         for capture in todo:
-            yield capture, _safely(capture, source)
+            yield capture, normalize_capture_safely(capture, source)
         return
     # spawn, not fork: the parent runs threads (Prefect, GX) that a fork would copy mid-flight.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         in_flight: deque[tuple[Capture, Future[pa.RecordBatch | str]]] = deque()
         for capture in todo:
-            in_flight.append((capture, pool.submit(_safely, capture, source)))
+            in_flight.append((capture, pool.submit(normalize_capture_safely, capture, source)))
             if len(in_flight) >= 2 * workers:
                 first, future = in_flight.popleft()
                 yield first, future.result()
@@ -246,8 +249,9 @@ def _skip(capture: Capture, done: set[str], result: BackfillResult) -> bool:
     return False
 
 
-def _safely(capture: Capture, source: Source) -> pa.RecordBatch | str:
-    # The reason travels back from the worker as text: one bad document never stops a backfill.
+def normalize_capture_safely(capture: Capture, source: Source) -> pa.RecordBatch | str:
+    """Rows of one capture, or the reason it cannot be read (text travels back from any worker)."""
+    # One bad document never stops a backfill.
     try:
         return normalize_capture(capture, source)
     except FeedlakeError as exc:

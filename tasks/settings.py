@@ -56,6 +56,13 @@ class FeedlakeSettings(BaseSettings):
     suite: str | None = Field(
         None, description="Expectation suite file (default: schemas/expectations/articles_v1.json)"
     )
+    default_poll_interval_seconds: int = Field(
+        900, ge=30, description="How often `feedlake serve` polls sources that set no poll_interval"
+    )
+    compact_after_batches: int = Field(
+        24, ge=1, description="Committed batches of one source (within a day) that trigger its compaction"
+    )
+    compact_cron: str = Field("17 3 * * *", description="Cron schedule of the compaction deployment (UTC)")
     wayback_url: str = Field(
         "https://web.archive.org", description="Wayback Machine base URL (CDX API and raw snapshots)"
     )

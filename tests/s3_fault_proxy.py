@@ -14,8 +14,10 @@ import http.client
 import random
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from tests.threaded_http import serve_handler
 
 SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -110,12 +112,5 @@ def _handler(upstream: str, policy: FaultPolicy) -> type[BaseHTTPRequestHandler]
 @contextlib.contextmanager
 def fault_proxy(upstream: str, policy: FaultPolicy) -> Iterator[str]:
     """Run the proxy on loopback for the block; yield its endpoint URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream, policy))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(_handler(upstream, policy)) as endpoint:
+        yield endpoint

@@ -150,3 +150,25 @@ def test_wayback_and_warc_files_through_the_cli(tmp_path: Path, site, capsys, mo
     assert set(table.column("capture_source").to_pylist()) == {"file"}
     checkpoint = json.loads((other / "_state" / "backfill" / "economist.json").read_text())
     assert checkpoint["finished"] and checkpoint["strategy"] == "files"
+
+
+def test_backfill_on_a_local_dask_cluster_gives_the_same_rows(tmp_path: Path, site, capsys) -> None:
+    base, _ = site
+    sources = write_sources(tmp_path / "s.yaml", [("economist", f"{base}/archive/feed.xml")])
+    lake = tmp_path / "lake"
+    command = ["backfill", "economist", "--sources", str(sources), "--lake", str(lake), "--workers", "2"]
+    capsys.readouterr()
+    assert main([*command, "--dask", "local"]) == EXIT_OK
+    assert "(archive): 6 documents" in capsys.readouterr().out and rows(lake) == 300
+    from prefect.settings import PREFECT_API_URL
+
+    body = {
+        "task_runs": {"name": {"like_": "normalize-document"}},
+        "limit": 200,
+        "offset": 0,
+        "sort": "ID_DESC",
+    }
+    response = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json=body, timeout=30)
+    response.raise_for_status()
+    # One task per document, run by the Dask cluster's worker processes.
+    assert sum(r["state_type"] == "COMPLETED" for r in response.json()) >= 6
