@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.poll import retry_transient_only
+from flows.poll import commit_delays, transient_retrying
 from tasks.backfill import (
     BackfillResult,
     Normalizer,
@@ -36,7 +36,7 @@ from tasks.backfill_captures import (
 )
 from tasks.errors import ConfigError
 from tasks.report import markdown_table
-from tasks.settings import FeedlakeSettings
+from tasks.settings import FeedlakeSettings, settings_with
 from tasks.sources import Source, load_sources
 from tasks.storage import open_store
 from tasks.suite import DEFAULT_SUITE
@@ -79,8 +79,7 @@ def backfill_flow(
 ) -> BackfillResult:
     """Backfill one source's history (archive, paged, wayback or captured files) into the lake."""
     logger = get_run_logger()
-    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
-    settings = FeedlakeSettings().model_copy(update=overrides)
+    settings = settings_with(sources=sources, lake=lake)
     target = _find_source(settings, source)
     store = open_store(settings.lake, settings)
     preload_great_expectations()
@@ -103,14 +102,9 @@ def backfill_flow(
         print(message, file=sys.stderr)
     total, captures = _captures(strategy, fetch, settings, target, folder, checkpoint.cursor, since, until)
     validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
-    commit = task(
-        name="backfill-commit",
-        retries=settings.commit_retries,
-        retry_delay_seconds=[settings.backoff_seconds * 4**i for i in range(settings.commit_retries)],
-        retry_condition_fn=retry_transient_only,
-        cache_policy=NO_CACHE,
-        persist_result=False,
-    )(commit_backfill_batch)
+    commit = transient_retrying(
+        commit_backfill_batch, "backfill-commit", settings.commit_retries, commit_delays(settings)
+    )
     progress = ProgressReporter(target.id, total, checkpoint.captures)
     processes = workers or settings.backfill_workers or os.cpu_count() or 1
     normalizer = task_normalizer(target, 2 * processes) if on_task_runner else None

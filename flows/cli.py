@@ -280,10 +280,9 @@ def quality_report_command(lake: str | None, out: str, runs: int) -> int:
 def websub_command(args: argparse.Namespace) -> int:
     """Serve the WebSub callback endpoint until Ctrl-C or SIGTERM."""
     from flows.websub import serve_websub
-    from tasks.settings import FeedlakeSettings
+    from tasks.settings import settings_with
 
-    overrides = {k: v for k, v in {"sources": args.sources, "lake": args.lake}.items() if v is not None}
-    settings = FeedlakeSettings().model_copy(update=overrides)
+    settings = settings_with(sources=args.sources, lake=args.lake)
     host, _, port = args.listen.rpartition(":")
     # Ctrl-C is how a person stops it: not an error.
     with contextlib.suppress(KeyboardInterrupt):
@@ -294,10 +293,9 @@ def websub_command(args: argparse.Namespace) -> int:
 def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
     """Register the poll, compaction and backfill deployments on a work pool; workers run them."""
     from flows.deployments import build_deployments
-    from tasks.settings import FeedlakeSettings
+    from tasks.settings import settings_with
 
-    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
-    settings = FeedlakeSettings().model_copy(update=overrides)
+    settings = settings_with(sources=sources, lake=lake)
     from pathlib import Path
 
     for deployment in build_deployments(settings):
@@ -311,10 +309,9 @@ def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
 def serve_command(sources: str | None, lake: str | None) -> int:
     """Serve the poll, compaction and backfill deployments until Ctrl-C or SIGTERM."""
     from flows.deployments import build_deployments, interval_label, poll_groups
-    from tasks.settings import FeedlakeSettings
+    from tasks.settings import settings_with
 
-    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
-    settings = FeedlakeSettings().model_copy(update=overrides)
+    settings = settings_with(sources=sources, lake=lake)
     for seconds, ids in poll_groups(settings).items():
         print(f"poll-every-{interval_label(seconds)}: {len(ids)} sources")
     from prefect import serve

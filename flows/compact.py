@@ -4,27 +4,19 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
-from flows.poll import retry_transient_only
+from flows.poll import transient_retrying
 from tasks.commit import recover_lake
 from tasks.compact import PartitionCompaction, compact_lake
 from tasks.lake_layout import new_run_id
 from tasks.lease import acquire_lease, release_lease
 from tasks.report import markdown_table
-from tasks.settings import FeedlakeSettings
+from tasks.settings import settings_with
 from tasks.storage import open_store
 
-compact_task = task(
-    name="compact",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient_only,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)(compact_lake)
+compact_task = transient_retrying(compact_lake, "compact", 2, [2, 10])
 
 
 @flow(name="feedlake-compact", persist_result=False)
@@ -36,9 +28,7 @@ def compact_flow(
 ) -> list[PartitionCompaction]:
     """Compact the lake's article partitions (one source and from a date on, if given)."""
     logger = get_run_logger()
-    settings = FeedlakeSettings()
-    if lake is not None:
-        settings = settings.model_copy(update={"lake": lake})
+    settings = settings_with(lake=lake)
     target = int((target_mb or settings.compact_target_mb) * 1024 * 1024)
     store = open_store(settings.lake, settings)
     run_id = new_run_id()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -40,7 +41,7 @@ from tasks.run import (
     start_reports,
     write_and_commit,
 )
-from tasks.settings import FeedlakeSettings
+from tasks.settings import FeedlakeSettings, settings_with
 from tasks.sources import load_sources
 from tasks.state import read_validators
 from tasks.storage import ObjectStore, open_store
@@ -70,12 +71,27 @@ fetch_task = task(name="fetch", **_NO_CACHE)(fetch_feeds_blocking)
 normalize_task = task(name="parse-normalize", **_NO_CACHE)(normalize_fetched)
 dedup_task = task(name="dedup", **_NO_CACHE)(drop_duplicates)
 validate_task = task(name="validate", **_NO_CACHE)(validate_rows)
-# Retry counts and delays come from settings at run time (see run_poll: with_options).
-commit_task = task(
-    name="write-commit",
-    retry_condition_fn=retry_transient_only,
-    **_NO_CACHE,
-)(write_and_commit)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def transient_retrying(
+    function: Callable[P, R], name: str, retries: int, delays: Sequence[float]
+) -> Task[P, R]:
+    """``function`` as a Prefect task retried only on transient errors, never cached or persisted."""
+    return task(
+        name=name,
+        retries=retries,
+        retry_delay_seconds=list(delays),
+        retry_condition_fn=retry_transient_only,
+        **_NO_CACHE,
+    )(function)
+
+
+def commit_delays(settings: FeedlakeSettings) -> list[float]:
+    """Delays between commit retries: the backoff base, then 4x, 16x, ..."""
+    return [settings.backoff_seconds * 4**i for i in range(settings.commit_retries)]
 
 
 @flow(name="feedlake-poll", persist_result=False)
@@ -83,8 +99,7 @@ def poll_flow(
     sources: str | None = None, lake: str | None = None, poll_interval: int | None = None
 ) -> RunSummary:
     """Poll every enabled source of a sources file once (or only those polled every ``poll_interval`` s)."""
-    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
-    settings = FeedlakeSettings().model_copy(update=overrides)
+    settings = settings_with(sources=sources, lake=lake)
     return run_poll(settings, interval=poll_interval)
 
 
@@ -155,10 +170,8 @@ def _poll_under_lease(
     validate_seconds = time.perf_counter() - validate_started
     quality = validation_document(outcome, run_id, "poll")
     quality_files = quality_objects(quality, store.uri())
-    committer = commit_task.with_options(
-        retries=settings.commit_retries,
-        retry_delay_seconds=[settings.backoff_seconds * 4**i for i in range(settings.commit_retries)],
-    )
+    retries = settings.commit_retries
+    committer = transient_retrying(write_and_commit, "write-commit", retries, commit_delays(settings))
     record = committer(
         store,
         run_id,

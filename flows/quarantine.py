@@ -4,29 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
-from flows.poll import retry_transient_only
+from flows.poll import transient_retrying
 from tasks.commit import recover_lake
 from tasks.lake_layout import new_run_id
 from tasks.lease import acquire_lease, release_lease
 from tasks.quality_report import quality_markdown
 from tasks.quarantine import ReplayResult, replay_quarantine
-from tasks.settings import FeedlakeSettings
+from tasks.settings import settings_with
 from tasks.storage import open_store
 from tasks.suite import DEFAULT_SUITE
 from tasks.validate import ArticleValidator
 
-replay_task = task(
-    name="replay-quarantine",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient_only,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)(replay_quarantine)
+replay_task = transient_retrying(replay_quarantine, "replay-quarantine", 2, [2, 10])
 
 
 @flow(name="feedlake-quarantine-replay", persist_result=False)
@@ -35,9 +27,7 @@ def replay_flow(
 ) -> ReplayResult:
     """Re-validate quarantined rows with the current suite; move those that pass into articles/."""
     logger = get_run_logger()
-    settings = FeedlakeSettings()
-    overrides = {k: v for k, v in {"lake": lake, "suite": suite}.items() if v is not None}
-    settings = settings.model_copy(update=overrides)
+    settings = settings_with(lake=lake, suite=suite)
     validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
     store = open_store(settings.lake, settings)
     run_id = new_run_id()

@@ -21,7 +21,7 @@ from prefect import flow
 
 from flows.poll import run_poll
 from tasks.fetch import FetchResult, fetch_feeds_blocking
-from tasks.settings import FeedlakeSettings
+from tasks.settings import FeedlakeSettings, settings_with
 from tasks.sources import load_sources
 from tasks.websub import DEFAULT_LEASE_SECONDS, Subscriber, discover
 from tasks.websub_server import Push, callback_server
@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 @flow(name="feedlake-websub-push", persist_result=False)
 def push_flow(source: str, body_path: str, sources: str | None = None, lake: str | None = None) -> int:
     """Ingest one pushed document of ``source`` (saved at ``body_path``) through the poll's stages."""
-    overrides = {k: v for k, v in {"sources": sources, "lake": lake}.items() if v is not None}
-    settings = FeedlakeSettings().model_copy(update=overrides)
+    settings = settings_with(sources=sources, lake=lake)
     body = Path(body_path).read_bytes()
     catalog = {s.id: s for s in load_sources(settings.sources, dict(os.environ))}
     pushed = {source: FetchResult(source, catalog[source].url, datetime.now(UTC), status=200, body=body)}

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from schemas.article import ARTICLE_SCHEMA
 from tasks.backfill_captures import Capture
 from tasks.commit import commit_run, recover_lake
-from tasks.dedup import row_keys
+from tasks.dedup import first_of_each, row_keys
 from tasks.errors import FeedlakeError
 from tasks.fetch import FetchResult
 from tasks.lake_layout import ARTICLES, QUARANTINE, new_run_id
@@ -315,8 +315,5 @@ def _unseen_versions(store: ObjectStore, rows: pa.Table) -> pa.Table:
         part = rows.filter(pc.equal(rows.column("source_id"), source_id))
         keys = row_keys(part)
         unseen = pc.invert(pc.is_in(keys, value_set=read_seen(store, source_id)))
-        positions = pa.table({"key": keys, "pos": pa.array(range(len(keys)), pa.int64())})
-        firsts = positions.group_by("key", use_threads=False).aggregate([("pos", "min")])
-        first = pc.is_in(positions.column("pos"), value_set=firsts.column("pos_min"))
-        kept.append(part.filter(pc.and_(unseen, first)))
+        kept.append(part.filter(pc.and_(unseen, first_of_each(keys))))
     return pa.concat_tables(kept) if kept else rows.slice(0, 0)

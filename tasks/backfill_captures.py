@@ -85,12 +85,9 @@ def choose_strategy(fetch: Fetch, feed_url: str, path: Path | None) -> tuple[str
         return "archive", "the feed links its archive (RFC 5005 prev-archive)"
     if "next" in links:
         return "paged", "the feed is paged (next links)"
-    seen = entry_fingerprint(current.body or b"")
-    for style in ("query", "path"):
-        page = fetch(_wordpress_url(feed_url, style, 2))
-        fingerprint = entry_fingerprint(page.body or b"") if page.error is None else frozenset()
-        if fingerprint and not fingerprint <= seen:
-            return "paged", f"the site pages its feed WordPress-style ({_wordpress_url(feed_url, style, 2)})"
+    found = _wordpress_page_two(fetch, feed_url, entry_fingerprint(current.body or b""))
+    if found is not None:
+        return "paged", f"the site pages its feed WordPress-style ({found[1].url})"
     return "wayback", "the feed shows no history of its own: Wayback Machine captures"
 
 
@@ -151,18 +148,26 @@ def paged_captures(
     # No cursor yet: the paging style is only known after the probe below.
     yield first
     seen = entry_fingerprint(first.body)
+    found = _wordpress_page_two(fetch, start_url, seen)
+    if found is None:
+        log.info("%s has no next links and no WordPress pages: only its current document", start_url)
+        return
+    style, page = found
+    log.info("paging %s WordPress-style (%s)", start_url, style)
+    yield from _wordpress(fetch, start_url, style, 2, seen, max_pages, first=page)
+
+
+def _wordpress_page_two(fetch: Fetch, feed_url: str, seen: frozenset[bytes]) -> tuple[str, Capture] | None:
+    """The WordPress paging style (``query``, then ``path``) whose page 2 holds entries not seen yet."""
     for style in ("query", "path"):
-        probe = _wordpress_url(start_url, style, 2)
         try:
-            page = _fetch_capture(fetch, probe, "archive")
+            page = _fetch_capture(fetch, _wordpress_url(feed_url, style, 2), "archive")
         except FeedlakeError:
             continue
         fingerprint = entry_fingerprint(page.body)
         if fingerprint and not fingerprint <= seen:
-            log.info("paging %s WordPress-style (%s)", start_url, style)
-            yield from _wordpress(fetch, start_url, style, 2, seen, max_pages, first=page)
-            return
-    log.info("%s has no next links and no WordPress pages: only its current document", start_url)
+            return style, page
+    return None
 
 
 def wayback_captures(

@@ -34,16 +34,14 @@ def drop_seen(batch: pa.RecordBatch, seen: pa.Array) -> DedupResult:
         return DedupResult(batch, 0)
     keys = row_keys(batch)
     unseen = pc.invert(pc.is_in(keys, value_set=seen)) if len(seen) else pa.array([True] * len(keys))
-    ids = batch.column("article_id")
-    first = pc.equal(pa.array(range(len(keys)), pa.int64()), _first_positions(ids))
-    keep = pc.and_(unseen, first)
+    keep = pc.and_(unseen, first_of_each(batch.column("article_id")))
     new = batch.filter(keep)
     return DedupResult(new, batch.num_rows - new.num_rows)
 
 
-def _first_positions(values: pa.Array) -> pa.Array:
-    # For every row, the position of the first row with the same value.
-    table = pa.table({"key": values, "pos": pa.array(range(len(values)), pa.int64())})
+def first_of_each(values: pa.Array) -> pa.Array:
+    """True for each row that is the first with its value, False for later repeats."""
+    positions = pa.array(range(len(values)), pa.int64())
+    table = pa.table({"key": values, "pos": positions})
     firsts = table.group_by("key", use_threads=False).aggregate([("pos", "min")])
-    lookup = pc.index_in(values, value_set=firsts.column("key"))
-    return pc.take(firsts.column("pos_min"), lookup).combine_chunks()
+    return pc.is_in(positions, value_set=firsts.column("pos_min"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -127,7 +127,7 @@ def replay_quarantine(
         reports=quality_objects(document, store.uri()),
     )
     log.info("replay %s: %d of %d held rows moved to %s", run_id, result.moved, result.checked, ARTICLES)
-    return ReplayResult(**{**result.__dict__, "committed": True})
+    return replace(result, committed=True)
 
 
 def _no_new_keys() -> pa.Table:

@@ -72,3 +72,8 @@ class FeedlakeSettings(BaseSettings):
     backfill_batch_rows: int = Field(50_000, ge=100, description="Rows per backfill commit (bounds memory)")
     backfill_max_pages: int = Field(10_000, ge=1, description="Most archive or paged documents to follow")
     row_group_rows: int = Field(64 * 1024, ge=1024, description="Rows per Parquet row group")
+
+
+def settings_with(**values: object) -> FeedlakeSettings:
+    """Settings from the environment, with every given value that is not None put over them."""
+    return FeedlakeSettings().model_copy(update={k: v for k, v in values.items() if v is not None})

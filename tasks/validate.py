@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,11 +99,6 @@ class ValidationOutcome:
     results: tuple[ExpectationResult, ...] = ()
     seconds: float = 0.0
     held_positions: tuple[int, ...] = ()
-
-    @property
-    def failed_sources(self) -> set[str]:
-        """Sources whose whole batch failed a ``fail`` expectation."""
-        return {s for s, q in self.by_source.items() if q.failed}
 
 
 def preload_great_expectations() -> threading.Thread:
@@ -337,9 +333,7 @@ def _batch_summary(
 def _row_result(
     spec: ExpectationSpec, positions: Sequence[int], table: pa.Table, source_ids: Sequence[str]
 ) -> ExpectationResult:
-    by_source: dict[str, int] = {}
-    for position in positions:
-        by_source[source_ids[position]] = by_source.get(source_ids[position], 0) + 1
+    by_source = dict(Counter(source_ids[p] for p in positions))
     column = spec.kwargs.get("column")
     examples = []
     for position in positions[:EXAMPLES_PER_EXPECTATION]:
@@ -352,9 +346,7 @@ def _row_result(
 def _batch_result(
     spec: ExpectationSpec, positions: Sequence[int], summary: pa.Table, batch_sources: Sequence[str]
 ) -> ExpectationResult:
-    by_source: dict[str, int] = {}
-    for position in positions:
-        by_source[batch_sources[position]] = by_source.get(batch_sources[position], 0) + 1
+    by_source = dict(Counter(batch_sources[p] for p in positions))
     column = spec.kwargs.get("column")
     examples = tuple(
         {

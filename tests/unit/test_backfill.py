@@ -7,6 +7,7 @@ from datetime import UTC, date
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
@@ -128,8 +129,6 @@ def test_overlapping_a_poll_adds_nothing_twice(tmp_path: Path, site, validator) 
     store = open_store(str(tmp_path / "lake"))
     target = source(f"{base}/archive/feed.xml")
     live = fetch_feeds_blocking([target], {}, FeedlakeSettings())[0]
-    import pyarrow as pa
-
     poll_once(
         store,
         pa.Table.from_batches([normalize_feed(parse_feed(live), target, "poll")]),
