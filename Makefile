@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help setup demo test lint format types pytest test-tools bench-validation bench-backfill clean
+.PHONY: help setup demo test lint format types pytest test-tools bench bench-quick bench-validation bench-backfill clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -50,10 +50,16 @@ test-tools: ## install chromium and docker-compose if missing (root with apt-get
 		echo "not installed and cannot be installed here:$$missing (those checks will be skipped)"; \
 	fi
 
+bench: $(STAMP) ## every benchmark, one after another: prints one table, writes bench/results/bench.{json,md}
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP) ## the same at small sizes, one run each (a smoke test of the harness)
+	$(BIN)/python bench/run.py --quick
+
 bench-validation: $(STAMP) ## GX validation timings (10,000-row batch, share of a corpus poll)
 	$(BIN)/python bench/validation.py
 
-bench-backfill: $(STAMP) ## backfill of 100,000 synthetic articles, 1 and 2 processes
+bench-backfill: $(STAMP) ## backfill of 1,000,000 synthetic articles, 1 and 2 processes
 	$(BIN)/python bench/backfill.py
 
 clean: ## remove the virtualenv, the demo lake and caches

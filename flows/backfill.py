@@ -20,6 +20,7 @@ from tasks.backfill import (
     BackfillResult,
     Normalizer,
     commit_backfill_batch,
+    in_flight_limit,
     normalize_capture_safely,
     run_backfill,
     start_or_resume,
@@ -48,16 +49,21 @@ normalize_document = task(name="normalize-document", cache_policy=NO_CACHE, pers
 )
 
 
-def task_normalizer(source: Source, in_flight: int) -> Normalizer:
-    """Normalize documents as Prefect tasks on the flow's task runner, at most ``in_flight`` at once."""
+def task_normalizer(source: Source, workers: int, batch_rows: int) -> Normalizer:
+    """Normalize documents as Prefect tasks on the flow's task runner, about one batch ahead."""
 
     def run(todo: Iterator[Capture]) -> Iterator[tuple[Capture, Any]]:
         pending: deque[tuple[Capture, Any]] = deque()
+        documents = rows = 0
         for capture in todo:
             pending.append((capture, normalize_document.submit(capture, source)))
-            if len(pending) >= in_flight:
+            # As with the process pool: the cluster parses the next batch while this one commits.
+            while len(pending) >= in_flight_limit(workers, batch_rows, documents, rows):
                 first, future = pending.popleft()
-                yield first, future.result()
+                outcome = future.result()
+                documents += 1
+                rows += 0 if isinstance(outcome, str) else outcome.num_rows
+                yield first, outcome
         while pending:
             first, future = pending.popleft()
             yield first, future.result()
@@ -107,7 +113,7 @@ def backfill_flow(
     )
     progress = ProgressReporter(target.id, total, checkpoint.captures)
     processes = workers or settings.backfill_workers or os.cpu_count() or 1
-    normalizer = task_normalizer(target, 2 * processes) if on_task_runner else None
+    normalizer = task_normalizer(target, processes, settings.backfill_batch_rows) if on_task_runner else None
     try:
         result = run_backfill(
             store,

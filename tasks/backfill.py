@@ -1,19 +1,22 @@
 """Backfill engine: historical captures through the poll's normalize / validate / write path.
 
 Input: a source, an iterator of captures (see ``backfill_captures``), and a commit function.
-Captures are parsed and normalized in worker processes (bounded in flight, so memory follows the
-batch size, not the archive size); rows are committed in batches, each under the lake's lease for
-seconds only, so scheduled polls keep running. Each batch is deduplicated against the source's
-seen index under that lease: re-running a backfill, or overlapping it with polls, adds nothing
-twice. After each commit a checkpoint in the lake records what is done; an interrupted backfill
-resumes from it.
+Captures are parsed and normalized in worker processes, about one batch ahead of the parent (so the
+workers parse the next batch while the parent commits this one, and memory follows the batch size,
+not the archive size); with one worker everything runs inline. Rows are committed in batches,
+each under the lake's lease for seconds only, so scheduled polls keep running. Each batch is
+deduplicated against the source's seen index under that lease: re-running a backfill, or
+overlapping it with polls, adds nothing twice. After each commit a checkpoint in the lake records
+what is done; an interrupted backfill resumes from it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -44,6 +47,9 @@ from tasks.write import plan_files
 log = logging.getLogger(__name__)
 
 MAX_ERRORS_KEPT = 20
+# Most documents parsed ahead of the commit, whatever their size (see in_flight_limit).
+MAX_IN_FLIGHT = 256
+WORKER_NICENESS = 10
 
 
 def checkpoint_key(source_id: str) -> str:
@@ -170,7 +176,11 @@ def run_backfill(
     def flush() -> None:
         nonlocal pending, pending_rows, pending_keys
         if pending_keys:
-            rows = _in_range(pa.Table.from_batches(pending, schema=ARTICLE_SCHEMA), since, until)
+            # One chunk, not one per document (taking rows from many chunks is a pass over all of them
+            # per call), and the per-document batches can go before the commit instead of after it.
+            rows = pa.Table.from_batches(pending, schema=ARTICLE_SCHEMA).combine_chunks()
+            pending = []
+            rows = _in_range(rows, since, until)
             committed = commit(store, rows, validator, lease_seconds, lease_wait_seconds, row_group_rows)
             result.rows_written += committed.written
             result.rows_quarantined += committed.quarantined
@@ -182,9 +192,12 @@ def run_backfill(
             checkpoint.rows_written = result.rows_written
             write_checkpoint(store, checkpoint)
         pending, pending_rows, pending_keys = [], 0, []
+        # Arrow's allocator keeps freed pages for reuse: hand them back between batches, so peak
+        # memory follows one batch rather than the largest the allocator ever held.
+        pa.default_memory_pool().release_unused()
 
     todo = (c for c in captures if not _skip(c, done, result))
-    documents = normalizer(todo) if normalizer is not None else _normalized(todo, source, workers)
+    documents = normalizer(todo) if normalizer is not None else _normalized(todo, source, workers, batch_rows)
     while True:
         try:
             capture, outcome = next(documents)
@@ -221,25 +234,66 @@ def run_backfill(
 
 
 def _normalized(
-    todo: Iterator[Capture], source: Source, workers: int
+    todo: Iterator[Capture], source: Source, workers: int, batch_rows: int
 ) -> Iterator[tuple[Capture, pa.RecordBatch | str]]:
-    """Each capture with its rows (or its error), in capture order, at most 2 x workers in flight."""
+    """Each capture with its rows (or its error), in capture order.
+
+    With ``workers`` > 1 the documents are parsed in a process pool, about one batch of rows ahead
+    (see ``in_flight_limit``): while the caller commits a batch, the workers keep parsing the next.
+    """
     if workers <= 1:
         for capture in todo:
             yield capture, normalize_capture_safely(capture, source)
         return
     # spawn, not fork: the parent runs threads (Prefect, GX) that a fork would copy mid-flight.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=lower_priority) as pool:
         in_flight: deque[tuple[Capture, Future[pa.RecordBatch | str]]] = deque()
-        for capture in todo:
+        documents = rows = 0
+        limit = in_flight_limit(workers, batch_rows, documents, rows)
+        captures = iter(todo)
+        while True:
+            try:
+                capture = next(captures)
+            except StopIteration:
+                break
+            except FeedlakeError:
+                # The chain broke: what was already sent to the workers was read, so it is kept.
+                while in_flight:
+                    first, future = in_flight.popleft()
+                    yield first, future.result()
+                raise
             in_flight.append((capture, pool.submit(normalize_capture_safely, capture, source)))
-            if len(in_flight) >= 2 * workers:
+            while len(in_flight) >= limit:
                 first, future = in_flight.popleft()
-                yield first, future.result()
+                outcome = future.result()
+                documents += 1
+                rows += 0 if isinstance(outcome, str) else outcome.num_rows
+                limit = in_flight_limit(workers, batch_rows, documents, rows)
+                yield first, outcome
         while in_flight:
             first, future = in_flight.popleft()
             yield first, future.result()
+
+
+def in_flight_limit(workers: int, batch_rows: int, documents: int, rows: int) -> int:
+    """Documents to keep in the pool: about one batch of rows (by the mean so far), within bounds."""
+    # The parent commits a batch while the workers run: with fewer documents queued than a batch
+    # holds, the workers would sit idle for most of each commit (one more per worker, so the next
+    # batch's last documents are already being parsed). Parsed rows take about as much memory as
+    # the documents they came from, so this bounds memory at about one batch more.
+    if documents == 0:
+        return 2 * workers
+    per_document = max(1.0, rows / documents)
+    return max(2 * workers, min(MAX_IN_FLIGHT, math.ceil(batch_rows / per_document) + workers))
+
+
+def lower_priority() -> None:
+    """Lower this worker process's CPU priority (where the platform has ``nice``)."""
+    # The parent's commit is the serial part of a backfill: when the workers and the parent want
+    # more cores than there are, the parent goes first, and so do polls sharing the host.
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
 
 
 def _skip(capture: Capture, done: set[str], result: BackfillResult) -> bool:
@@ -312,8 +366,15 @@ def _unseen_versions(store: ObjectStore, rows: pa.Table) -> pa.Table:
     """
     kept = []
     for source_id in pc.unique(rows.column("source_id")).to_pylist():
-        part = rows.filter(pc.equal(rows.column("source_id"), source_id))
+        part = _kept(rows, pc.equal(rows.column("source_id"), source_id))
         keys = row_keys(part)
-        unseen = pc.invert(pc.is_in(keys, value_set=read_seen(store, source_id)))
-        kept.append(part.filter(pc.and_(unseen, first_of_each(keys))))
+        unseen = pc.invert(pc.is_in(keys, value_set=read_seen(store, source_id, part.column("article_id"))))
+        kept.append(_kept(part, pc.and_(unseen, first_of_each(keys))))
     return pa.concat_tables(kept) if kept else rows.slice(0, 0)
+
+
+def _kept(rows: pa.Table, mask: pa.Array | pa.ChunkedArray) -> pa.Table:
+    # A backfill batch is usually one source's rows, all new: filtering would copy it for nothing.
+    if mask.null_count == 0 and pc.all(mask).as_py():
+        return rows
+    return rows.filter(mask)

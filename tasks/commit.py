@@ -19,9 +19,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +39,9 @@ from tasks.storage import ObjectStore
 from tasks.write import PlannedFile
 
 log = logging.getLogger(__name__)
+
+# Data files written at once by a commit (each write is mostly waiting: fsync, or an S3 request).
+WRITE_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,13 @@ def _write_and_publish(
     kind: str,
     reports: Sequence[tuple[str, bytes]],
 ) -> CommitRecord:
-    for _, planned in files:
-        # Write-once: a key already present holds the same rows (keys are digests of row keys).
-        store.put_if_absent(planned.key, planned.data)
+    # Write-once: a key already present holds the same rows (keys are digests of row keys). A
+    # first poll of many feeds writes thousands of small files: each waits on an fsync or an S3
+    # round trip, so they go out together. All are done (or the run fails) before the record.
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="feedlake-write") as pool:
+        pending = [pool.submit(store.put_if_absent, planned.key, planned.data) for _, planned in files]
+        for future in pending:
+            future.result()
     for key, body in reports:
         store.put(key, body)
     if committed_rows.num_rows:
@@ -202,23 +211,38 @@ def _roll_back_failed_run(store: ObjectStore, run_id: str, objects: Sequence[str
 
 def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
     """Bring state up to date with a commit record; safe to repeat."""
+    updates: list[Callable[[], None]] = []
     if record.keys_object:
         raw = store.get(record.keys_object)
         if raw is not None:
-            keys = pq.read_table(io.BytesIO(raw))
-            for source_id in pc.unique(keys.column("source_id")).to_pylist():
-                mask = pc.equal(keys.column("source_id"), source_id)
-                merge_seen(store, source_id, keys.filter(mask).column("key").combine_chunks())
-    write_validators(
-        store,
-        {
-            k: FeedValidators(etag=v.get("etag"), last_modified=v.get("last_modified"))
-            for k, v in record.validators.items()
-        },
-        record.run_id,
-    )
+            for source_id, keys in _keys_by_source(pq.read_table(io.BytesIO(raw))):
+                updates.append(partial(merge_seen, store, source_id, keys))
+    for source_id, value in record.validators.items():
+        validators = {
+            source_id: FeedValidators(etag=value.get("etag"), last_modified=value.get("last_modified"))
+        }
+        updates.append(partial(write_validators, store, validators, record.run_id))
+    # Each source's state is its own objects: a poll of a thousand sources updates them together.
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="feedlake-state") as pool:
+        for future in [pool.submit(update) for update in updates]:
+            future.result()
     for key in record.removed:
         store.delete(key)
+
+
+def _keys_by_source(keys: pa.Table) -> list[tuple[str, pa.Array]]:
+    # One sort, then a slice per source (not a filter over every key per source).
+    ordered = keys.sort_by("source_id")
+    sources = ordered.column("source_id").combine_chunks()
+    column = ordered.column("key").combine_chunks()
+    if len(sources) == 0:
+        return []
+    changed = pc.not_equal(sources.slice(1), sources.slice(0, len(sources) - 1))
+    starts = [0, *(pc.indices_nonzero(changed).to_numpy() + 1).tolist(), len(sources)]
+    return [
+        (str(sources[start].as_py()), column.slice(start, stop - start))
+        for start, stop in zip(starts, starts[1:], strict=False)
+    ]
 
 
 def live_files(store: ObjectStore, table: str = ARTICLES) -> list[CommittedFile]:

@@ -12,7 +12,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -93,8 +93,13 @@ async def fetch_feeds(
     validators: Mapping[str, FeedValidators],
     settings: FeedlakeSettings,
     client: httpx.AsyncClient | None = None,
+    on_result: Callable[[FetchResult], None] | None = None,
 ) -> list[FetchResult]:
-    """Fetch every source concurrently; one result per source, in the order given."""
+    """Fetch every source concurrently; one result per source, in the order given.
+
+    ``on_result`` is called (in the event loop, so it must return quickly) with each result as soon
+    as it is final, so a caller can start on the first feeds while the rest are still on the wire.
+    """
     own_client = client is None
     http = client if client is not None else build_client(settings)
     limit = asyncio.Semaphore(settings.concurrency)
@@ -104,7 +109,10 @@ async def fetch_feeds(
         host = urlsplit(source.url).netloc.lower()
         if host not in gates:
             gates[host] = HostGate(settings.per_host_concurrency, settings.per_host_min_gap_seconds)
-        return await fetch_feed(http, source, validators.get(source.id), settings, gates[host], limit)
+        result = await fetch_feed(http, source, validators.get(source.id), settings, gates[host], limit)
+        if on_result is not None:
+            on_result(result)
+        return result
 
     try:
         results = await asyncio.gather(*(one(s) for s in sources))
@@ -128,9 +136,10 @@ def fetch_feeds_blocking(
     sources: Sequence[Source],
     validators: Mapping[str, FeedValidators],
     settings: FeedlakeSettings,
+    on_result: Callable[[FetchResult], None] | None = None,
 ) -> list[FetchResult]:
     """Run ``fetch_feeds`` to completion from synchronous code."""
-    return asyncio.run(fetch_feeds(sources, validators, settings))
+    return asyncio.run(fetch_feeds(sources, validators, settings, on_result=on_result))
 
 
 async def fetch_feed(

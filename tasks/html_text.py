@@ -18,6 +18,8 @@ _INVISIBLE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.IG
 # C0/C1 control characters other than tab and newline never belong in text fields.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+# What str.strip() would still remove from a line's ends once _SPACES has made runs one space.
+_LINE_EDGES = re.compile("[ \u1680\u2028\u2029]*\n[ \u1680\u2028\u2029]*")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 # Links may only point at the web or mail; javascript:, data:, vbscript: and the like are dropped.
@@ -43,7 +45,9 @@ def html_to_text(markup: str) -> str:
 
 def clean_text(text: str) -> str:
     """Normalize whitespace, drop control characters, keep paragraph breaks."""
+    if text.isprintable() and "  " not in text:
+        return text.strip()  # nothing to collapse or drop: most titles, names and categories
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
-    joined = "\n".join(lines)
-    return _BLANK_LINES.sub("\n\n", joined).strip()
+    # One pass over the whole text, not one per line: long bodies have thousands of lines.
+    text = _LINE_EDGES.sub("\n", _SPACES.sub(" ", text))
+    return _BLANK_LINES.sub("\n\n", text).strip()

@@ -6,7 +6,12 @@ _validation/<run_id>.json, .html        one run's validation results and its dat
 _commits/<utc-stamp>-<run_id>.json      one record per committed run (the commit point)
 _txn/<run_id>/intent.json, keys.parquet  a run in flight; gone once its state is applied
 _state/feeds/<source_id>.json            ETag / Last-Modified per source
-_state/seen/<source_id>.parquet          (article_id, content_hash) already committed
+_state/health.json                       every source's health (last success, failures, next try)
+_state/seen/<source_id>.parquet          committed (article_id:content_hash) keys of a source; once
+                                         split, an empty pointer whose metadata names k (buckets_log2)
+_state/seen/<source_id>/delta.parquet    keys merged since the last fold (sources past 4,096 keys)
+_state/seen/<source_id>/k<k>/b<hex>.parquet  bucket of the keys whose article id starts with those
+                                         k bits (past 16,384 keys; live once the pointer names k)
 _lease.json                              the lease of the run that holds the lake
 """
 
@@ -62,3 +67,13 @@ def feed_state_key(source_id: str) -> str:
 def seen_key(source_id: str) -> str:
     """Key of a source's index of committed article keys."""
     return f"_state/seen/{source_id}.parquet"
+
+
+def seen_delta_key(source_id: str) -> str:
+    """Key of the keys a big seen index took in since its last fold into the root or buckets."""
+    return f"_state/seen/{source_id}/delta.parquet"
+
+
+def seen_bucket_key(source_id: str, level: int, bucket: int) -> str:
+    """Key of bucket ``bucket`` of 2^``level`` in a split seen index (hex, fixed width per level)."""
+    return f"_state/seen/{source_id}/k{level}/b{bucket:0{max(1, (level + 3) // 4)}x}.parquet"

@@ -112,10 +112,11 @@ def normalize_fetched(
 def drop_duplicates(
     store: ObjectStore, normalized: Sequence[NormalizedSource], reports: dict[str, SourceReport]
 ) -> list[NormalizedSource]:
-    """Drop rows each source's seen index already holds."""
+    """Drop rows each source's seen index already holds (reading only the buckets of these articles)."""
     kept = []
     for item in normalized:
-        result = drop_seen(item.rows, read_seen(store, item.source_id))
+        seen = read_seen(store, item.source_id, item.rows.column("article_id"))
+        result = drop_seen(item.rows, seen)
         reports[item.source_id].duplicate = result.duplicates
         kept.append(NormalizedSource(item.source_id, result.new, item.validators))
     return kept

@@ -11,6 +11,8 @@ import yaml
 
 from tasks.errors import ConfigError
 
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KINDS = ("official", "news", "blog")
 INTERVAL = re.compile(r"^(\d+)([smhd])$")
@@ -94,7 +96,8 @@ def check_sources(path: str | Path, variables: Mapping[str, str] | None = None) 
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read sources file {path}: {exc}") from exc
     try:
-        root = yaml.compose(text)
+        # libyaml's C loader when present: a catalog of a thousand sources loads in milliseconds.
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -169,7 +172,8 @@ def _read_source(
         if key not in KNOWN_KEYS:
             problems.append(SourceProblem(line, f"unknown key {key!r}"))
             continue
-        values[key] = yaml.safe_load(yaml.serialize(value_node))
+        # The safe loader's rules, applied to the node already composed (no re-serializing).
+        values[key] = yaml.constructor.SafeConstructor().construct_document(value_node)
         lines[key] = line
     entry_line = node.start_mark.line + 1
     missing = [key for key in REQUIRED_KEYS if values.get(key) in (None, "")]

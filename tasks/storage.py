@@ -194,11 +194,17 @@ def update_object(
         body = change(None if current is None else current[0])
         if body is None:
             return
-        if store.put_if_match(key, body, None if current is None else current[1]):
+        if replace_if_match(store, key, body, None if current is None else current[1]):
             return
-        if store.get(key) == body:
-            return  # our own write landed and only its answer was lost (a retried PUT got 412)
     raise StoreTransientError(f"{what} kept changing under this run; try again")
+
+
+def replace_if_match(store: ObjectStore, key: str, body: bytes, etag: str | None) -> bool:
+    """``put_if_match``, also True when the write landed but only its answer was lost."""
+    if store.put_if_match(key, body, etag):
+        return True
+    # A retried PUT whose first attempt succeeded is answered 412: the body tells them apart.
+    return store.get(key) == body
 
 
 def _etag(data: bytes) -> str:

@@ -164,6 +164,8 @@ def open_s3_store(
         s3={"addressing_style": addressing_style},
         connect_timeout=10,
         read_timeout=60,
+        # Commits write data files from several threads (tasks.commit.WRITE_THREADS) at once.
+        max_pool_connections=32,
     )
     client = boto3.session.Session().client(
         "s3", endpoint_url=endpoint_url, region_name=region, config=config

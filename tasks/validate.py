@@ -180,23 +180,25 @@ class ArticleValidator:
         keys = list(batch_keys) if batch_keys is not None else source_ids
         feeds = feeds or {}
         by_source = {source_id: SourceQuality() for source_id in feeds}
-        for source_id in source_ids:
-            by_source.setdefault(source_id, SourceQuality()).checked += 1
-        row_failures: list[list[str]] = [[] for _ in source_ids]
-        warned = [False] * len(source_ids)
+        for source_id, rows in Counter(source_ids).items():
+            by_source.setdefault(source_id, SourceQuality()).checked += rows
+        # Only failing rows get an entry: a list per row would be one object per row to collect.
+        row_failures: dict[int, list[str]] = {}
+        warned: set[int] = set()
         results: list[ExpectationResult] = []
         batch_labels: dict[str, list[str]] = {}
         fail_labels: dict[str, list[str]] = {}
         for spec, positions in self._unexpected(self._row_check, self.row_specs, table):
             results.append(_row_result(spec, positions, table, source_ids))
-            for position in positions:
-                if spec.severity == "reject":
-                    row_failures[position].append(spec.label)
-                elif spec.severity == "warn":
-                    warned[position] = True
-                else:
-                    _add_once(batch_labels.setdefault(keys[position], []), spec.label)
-                    _add_once(fail_labels.setdefault(keys[position], []), spec.label)
+            if spec.severity == "reject":
+                for position in positions:
+                    row_failures.setdefault(position, []).append(spec.label)
+            elif spec.severity == "warn":
+                warned.update(positions)
+            else:
+                for key in dict.fromkeys(keys[position] for position in positions):
+                    _add_once(batch_labels.setdefault(key, []), spec.label)
+                    _add_once(fail_labels.setdefault(key, []), spec.label)
         summary, source_of = _batch_summary(table, keys, source_ids, feeds, row_failures)
         batch_sources = [source_of[k] for k in summary.column("source_id").to_pylist()]
         for spec, positions in self._unexpected(self._batch_check, self.batch_specs, summary):
@@ -214,21 +216,27 @@ class ArticleValidator:
                 _add_once(batch_labels.setdefault(key, []), spec.label)
                 if spec.severity == "fail":
                     _add_once(fail_labels.setdefault(key, []), spec.label)
-        failures = [row_failures[i] + batch_labels.get(keys[i], []) for i in range(len(keys))]
         for key, labels in fail_labels.items():
             for label in labels:
                 _add_once(by_source[source_of[key]].failed, label)
-        held = [bool(f) or keys[i] in fail_labels for i, f in enumerate(failures)]
-        for position, source_id in enumerate(source_ids):
-            quality = by_source[source_id]
-            quality.rejected += held[position]
-            quality.passed += not held[position]
-            quality.warned += warned[position] and not held[position]
-        held_positions = pa.array([i for i, h in enumerate(held) if h], pa.int64())
-        quarantined = quarantine_rows(
-            table.take(held_positions), [failures[i] for i in held_positions.to_pylist()], stage
-        )
-        accepted = table.filter(pa.array([not h for h in held], pa.bool_()))
+        # A row is held for its own failures or for its batch's (every fail label is a batch label).
+        if batch_labels:
+            held = [i for i, key in enumerate(keys) if i in row_failures or key in batch_labels]
+        else:
+            held = sorted(row_failures)
+        failures = [row_failures.get(i, []) + batch_labels.get(keys[i], []) for i in held]
+        for position in held:
+            by_source[source_ids[position]].rejected += 1
+        for position in warned.difference(held):
+            by_source[source_ids[position]].warned += 1
+        for quality in by_source.values():
+            quality.passed = quality.checked - quality.rejected
+        held_positions = pa.array(held, pa.int64())
+        quarantined = quarantine_rows(table.take(held_positions), failures, stage)
+        keep = [True] * table.num_rows
+        for position in held:
+            keep[position] = False
+        accepted = table.filter(pa.array(keep, pa.bool_())) if held else table
         seconds = time.perf_counter() - started
         log.info(
             "validate: %d rows, %d accepted, %d quarantined, %d batches failed, %.2f s",
@@ -245,7 +253,7 @@ class ArticleValidator:
             self.suite_name,
             tuple(results),
             seconds,
-            tuple(held_positions.to_pylist()),
+            tuple(held),
         )
 
     def _unexpected(
@@ -293,7 +301,7 @@ def _batch_summary(
     keys: Sequence[str],
     source_ids: Sequence[str],
     feeds: Mapping[str, FeedFacts],
-    row_failures: Sequence[list[str]],
+    row_failures: Mapping[int, list[str]],
 ) -> tuple[pa.Table, dict[str, str]]:
     """One row per batch (its size and the shares the batch expectations check), and each batch's source."""
     no_date = pc.is_null(table.column("published_at")).to_pylist()
@@ -313,7 +321,7 @@ def _batch_summary(
         tally[0] += 1
         tally[1] += bool(no_date[position])
         tally[2] += bool(no_text[position])
-        tally[3] += bool(row_failures[position])
+        tally[3] += position in row_failures
     columns: dict[str, list[Any]] = {name: [] for name in BATCH_SCHEMA.names}
     for key, (rows, dateless, textless, rejected) in tallies.items():
         facts = feeds.get(key) if key == source_of[key] else None

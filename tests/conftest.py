@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.moto_server import free_port, moto_server
+
+__all__ = ["free_port"]  # imported by flow tests from here
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # Every feed in these tests is served on loopback, which the SSRF guard refuses by default.
 os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")
@@ -95,52 +99,20 @@ S3_ENV = {
 }
 
 
-def free_port() -> int:
-    """A TCP port on loopback that is free right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's standalone S3 server in its own process, speaking HTTP on loopback."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    with moto_server() as endpoint:
+        saved = {k: os.environ.get(k) for k in S3_ENV}
+        os.environ.update(S3_ENV)
         try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    try:
-        yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        server.terminate()
-        server.wait(timeout=10)
+            yield endpoint
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 _BUCKETS = iter(range(1_000_000))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from tasks.storage import ObjectStore
 
 
@@ -16,11 +18,15 @@ class CrashingStore:
         self.inner = inner
         self.crash_at = crash_at
         self.writes = 0
+        # Commits write data files from several threads: count each write exactly once.
+        self._counting = threading.Lock()
 
     def _write(self) -> None:
-        if self.crash_at is not None and self.writes == self.crash_at:
-            raise Killed(f"killed before write {self.writes}")
-        self.writes += 1
+        with self._counting:
+            if self.crash_at is not None and self.writes == self.crash_at:
+                self.crash_at = None  # one kill; writes already started elsewhere still land
+                raise Killed(f"killed before write {self.writes}")
+            self.writes += 1
 
     def get(self, key: str) -> bytes | None:
         return self.inner.get(key)

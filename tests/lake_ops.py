@@ -23,7 +23,7 @@ def poll_once(store: ObjectStore, rows: pa.Table, run_id: str) -> None:
     new = []
     for source_id in pc.unique(rows.column("source_id")).to_pylist():
         batch = rows.filter(pc.equal(rows.column("source_id"), source_id)).combine_chunks().to_batches()[0]
-        new.append(drop_seen(batch, read_seen(store, source_id)).new)
+        new.append(drop_seen(batch, read_seen(store, source_id, batch.column("article_id"))).new)
     table = pa.Table.from_batches(new)
     files = [(ARTICLES, f) for f in plan_files(table, ARTICLES, 1024)]
     keys = table.select(["source_id", "article_id", "content_hash"])

@@ -110,3 +110,70 @@ def test_second_poll_adds_nothing(corpus_run) -> None:
     assert read_lake(lake).num_rows == first.rows_committed
     assert not list((lake / "_txn").rglob("*")), "no transaction left behind"
     assert not (lake / "_lease.json").exists()
+
+
+def test_feeds_are_parsed_as_they_arrive_and_kept_in_source_order(tmp_path: Path) -> None:
+    from http.server import ThreadingHTTPServer
+    from threading import Thread
+
+    from flows.poll import fetch_and_normalize
+    from tasks.run import start_reports
+    from tasks.settings import FeedlakeSettings
+    from tasks.sources import Source
+    from tests.unit.test_fetch import MisbehavingHandler
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MisbehavingHandler)
+    httpd.daemon_threads = True
+    Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    due = [
+        Source(id=name, url=f"{base}/{name}?order", name=name, publisher="p", kind="news")
+        for name in ("late", "ok", "gone")
+    ]
+    reports = start_reports(due)
+    try:
+        normalized = fetch_and_normalize(due, {}, FeedlakeSettings(), due, "run", reports)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    # "ok" is parsed first (it arrives 0.5 s before "late"), yet the stage hands on in source order.
+    assert [n.source_id for n in normalized] == ["late", "ok"]
+    assert [reports[s].status for s in ("late", "ok", "gone")] == ["ok", "ok", "error"]
+
+
+def test_a_poll_where_every_feed_is_unchanged_never_imports_great_expectations(
+    tmp_path: Path, snapshot_base_url: str
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.poll import poll_flow
+
+    sources = write_sources(
+        tmp_path / "sources.yaml",
+        [("centcom", f"{snapshot_base_url}/centcom/centcom-press-releases.RSS.ashx.xml")],
+    )
+    lake = tmp_path / "lake"
+    assert poll_flow(sources=str(sources), lake=str(lake)).rows_committed > 0
+    # The second poll runs in a fresh process, as a served flow run does: this one imported GX.
+    script = (
+        "import json, sys\n"
+        "from flows.poll import poll_flow\n"
+        f"summary = poll_flow(sources={str(sources)!r}, lake={str(lake)!r})\n"
+        "print('RESULT', json.dumps([[r.status for r in summary.reports],"
+        " 'great_expectations' in sys.modules, summary.commit_key]))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(repo)}
+    child = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    line = next(line for line in child.stdout.splitlines() if line.startswith("RESULT "))
+    statuses, imported, commit_key = json.loads(line.removeprefix("RESULT "))
+    assert statuses == ["not_modified"] and commit_key is None
+    assert not imported

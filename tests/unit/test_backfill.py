@@ -12,7 +12,11 @@ import pyarrow.dataset as ds
 import pytest
 
 from tasks.backfill import (
+    MAX_IN_FLIGHT,
+    WORKER_NICENESS,
     commit_backfill_batch,
+    in_flight_limit,
+    lower_priority,
     read_checkpoint,
     run_backfill,
     start_or_resume,
@@ -187,8 +191,9 @@ def test_wayback_snapshots_overlap_but_each_article_lands_once(tmp_path: Path, s
     assert all(c.kind == "backfill" for c in list_commits(store))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_broken_link_mid_chain_keeps_what_was_read_and_names_the_url(
-    tmp_path: Path, site, validator
+    tmp_path: Path, site, validator, workers: int
 ) -> None:
     from datetime import datetime
 
@@ -220,8 +225,27 @@ def test_a_broken_link_mid_chain_keeps_what_was_read_and_names_the_url(
             lease_wait_seconds=5,
             row_group_rows=1024,
             batch_rows=1000,  # one batch: without the flush on error, nothing would be kept
+            # With workers, the documents before the broken link are still with them when it breaks.
+            workers=workers,
         )
     assert len(articles(tmp_path / "lake")) == 150
     assert read_checkpoint(store, "economist").cursor == broken
     resumed = backfill(store, base, validator)
     assert resumed.resumed and resumed.captures == 3 and len(articles(tmp_path / "lake")) == 300
+
+
+def test_workers_keep_about_a_batch_of_rows_in_flight() -> None:
+    assert in_flight_limit(2, 50_000, 0, 0) == 4  # nothing read yet: two documents per worker
+    assert in_flight_limit(2, 50_000, 10, 10_000) == 52  # 1,000-row documents: a batch, plus one each
+    assert in_flight_limit(2, 50, 6, 300) == 4  # a batch is one document: never fewer than 2 x workers
+    assert in_flight_limit(2, 50_000, 10, 100) == MAX_IN_FLIGHT  # tiny documents: memory stays bounded
+
+
+def test_worker_processes_run_at_a_lower_priority() -> None:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=lower_priority) as pool:
+        assert pool.submit(os.nice, 0).result() == min(19, os.nice(0) + WORKER_NICENESS)

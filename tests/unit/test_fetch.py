@@ -43,6 +43,9 @@ class MisbehavingHandler(BaseHTTPRequestHandler):
         elif route == "/slow":
             time.sleep(2)
             self._answer(200, FEED)
+        elif route == "/late":
+            time.sleep(0.5)
+            self._answer(200, FEED)
         elif route == "/huge":
             self._answer(200, b"x" * 300_000)
         elif route == "/loop":
@@ -133,6 +136,22 @@ def test_slow_server_times_out_without_stalling_others(server: str) -> None:
     assert slow.error is not None and "timed out" in slow.error.reason
     assert ok.body == FEED
     assert time.monotonic() - started < 1.9
+
+
+def test_each_result_is_handed_on_as_soon_as_it_is_final(server: str) -> None:
+    started = time.monotonic()
+    handed: list[tuple[str, float]] = []
+    results = fetch_feeds_blocking(
+        [source("late", server, "?k"), source("ok", server, "?k"), source("gone", server, "?k")],
+        {},
+        settings(fetch_attempts=1),
+        on_result=lambda r: handed.append((r.source_id, time.monotonic() - started)),
+    )
+    assert [r.source_id for r in results] == ["late", "ok", "gone"]  # the return keeps source order
+    # Each result exactly once, failures included, the late one last and only once it is done.
+    assert sorted(name for name, _ in handed) == ["gone", "late", "ok"] and handed[-1][0] == "late"
+    at = dict(handed)
+    assert at["ok"] < 0.4 <= at["late"]
 
 
 def test_body_over_the_cap_is_refused(server: str) -> None:

@@ -122,6 +122,19 @@ def test_language_must_be_a_real_code(validator: ArticleValidator, code: str, va
     assert (validator.validate(rows).by_source["src"].warned == 0) is valid
 
 
+def test_a_row_that_warns_and_is_rejected_counts_once_per_source(validator: ArticleValidator) -> None:
+    # Row 0 has no title (warn) and an ftp link (reject); row 1 only has no title.
+    first = make_rows("a", 10)
+    first = replace_column(first, "title", [None, None] + [f"t{i}" for i in range(2, 10)])
+    first = replace_column(first, "url", ["ftp://x/0"] + [f"http://example.test/{i}" for i in range(1, 10)])
+    outcome = validator.validate(pa.concat_tables([first, make_rows("b", 6)]))
+    counts = {s: (q.checked, q.passed, q.rejected, q.warned) for s, q in outcome.by_source.items()}
+    assert counts == {"a": (10, 9, 1, 1), "b": (6, 6, 0, 0)}
+    assert outcome.held_positions == (0,)
+    assert outcome.quarantined.column("url").to_pylist() == ["ftp://x/0"]
+    assert outcome.accepted.num_rows == 15 and "ftp://x/0" not in outcome.accepted.column("url").to_pylist()
+
+
 def test_batch_warnings_flag_sources_not_rows(validator: ArticleValidator) -> None:
     rows = pa.concat_tables(
         [corpus_rows(NO_DATES, "nodates"), corpus_rows(NO_TEXT, "notext"), corpus_rows(CENTCOM, "centcom")]
