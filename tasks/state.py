@@ -46,7 +46,6 @@ from tasks.storage import MAX_CAS_ATTEMPTS, ObjectStore, replace_if_match, updat
 
 SEEN_SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False)])
 SEEN_SPLIT_AT = 16_384
-FILTER_IDS_UP_TO = 4_096
 # Requests in flight at once: on S3 each bucket is a round trip, so a poll waits for a few, not for
 # dozens. The threads only move bytes; decoding stays in the calling thread, so memory stays low.
 SEEN_THREADS = 8
@@ -116,19 +115,22 @@ def read_seen(store: ObjectStore, source_id: str, article_ids: pa.Array | None =
     key of ``article_ids``, reading only the buckets those fall in."""
     root = _read_root(store, source_id)
     wanted = None if article_ids is None else article_ids.cast(pa.string()).unique()
-    # Filtering keeps a poll's few keys per bucket; for a backfill batch of thousands of ids it
-    # would rebuild the id set once per bucket, so its buckets are returned whole.
-    filter_ids = wanted if wanted is not None and len(wanted) <= FILTER_IDS_UP_TO else None
     found = [root.keys]
     if root.has_delta:
         raw = store.get(seen_delta_key(source_id))
-        found.append(_only(_decode(raw), filter_ids) if raw is not None else pa.array([], pa.string()))
+        found.append(_only(_decode(raw), wanted) if raw is not None else pa.array([], pa.string()))
     if root.level > 0:
-        numbers = (
-            range(1 << root.level) if wanted is None else np.unique(seen_buckets(wanted, root.level)).tolist()
-        )
-        for batch in _batches([seen_bucket_key(source_id, root.level, n) for n in numbers]):
-            found += [_only(_decode(raw), filter_ids) for raw in _each(store.get, batch) if raw is not None]
+        wanted_in = _ids_by_bucket(wanted, root.level)
+        numbers = range(1 << root.level) if wanted_in is None else sorted(wanted_in)
+        for batch in _batches(list(numbers)):
+            raws = _each(store.get, [seen_bucket_key(source_id, root.level, n) for n in batch])
+            # Each bucket is filtered by its own ids only: a backfill batch holds thousands, and
+            # one set of all of them rebuilt per bucket would cost more than the read.
+            found += [
+                _only(_decode(raw), None if wanted_in is None else wanted_in[n])
+                for n, raw in zip(batch, raws, strict=True)
+                if raw is not None
+            ]
     return _concat(found)
 
 
@@ -347,6 +349,20 @@ def _id_hashes(article_ids: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.uint64
 def _key_article_ids(keys: pa.Array) -> pa.Array:
     """The article id part of each row key (the content hash after the last colon never has one)."""
     return pc.list_element(pc.split_pattern(keys, ":", max_splits=1, reverse=True), 0)
+
+
+def _ids_by_bucket(article_ids: pa.Array | None, level: int) -> dict[int, pa.Array] | None:
+    """The ids that fall in each bucket of ``level`` (None: no ids given, every bucket is wanted)."""
+    if article_ids is None:
+        return None
+    buckets = seen_buckets(article_ids, level)
+    order = np.argsort(buckets, kind="stable")
+    numbers, starts = np.unique(buckets[order], return_index=True)
+    ends = [*starts[1:].tolist(), len(order)]
+    return {
+        int(n): article_ids.take(pa.array(order[start:end]))
+        for n, start, end in zip(numbers.tolist(), starts.tolist(), ends, strict=True)
+    }
 
 
 def _only(keys: pa.Array, article_ids: pa.Array | None) -> pa.Array:
