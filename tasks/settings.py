@@ -72,6 +72,19 @@ class FeedlakeSettings(BaseSettings):
     backfill_batch_rows: int = Field(50_000, ge=100, description="Rows per backfill commit (bounds memory)")
     backfill_max_pages: int = Field(10_000, ge=1, description="Most archive or paged documents to follow")
     row_group_rows: int = Field(64 * 1024, ge=1024, description="Rows per Parquet row group")
+    home: str = Field(
+        "~/.feedlake",
+        description="Where `feedlake serve` keeps its own Prefect server's database and logs",
+    )
+    history_days: float = Field(
+        14.0, gt=0, description="Days of flow runs, logs and events kept in the Prefect database"
+    )
+    maintenance_cron: str = Field(
+        "41 4 * * *", description="Cron schedule of the Prefect-history cleanup deployment (UTC)"
+    )
+    stale_after_intervals: float = Field(
+        3.0, gt=1, description="A source whose last success is older than this many intervals is stale"
+    )
 
 
 def settings_with(**values: object) -> FeedlakeSettings:
