@@ -1,4 +1,4 @@
-"""The ``feedlake`` command: poll, compact, list live files, check sources, run the demo.
+"""The feedlake command: poll, serve, compact, check sources, read the lake, run the demo.
 
 Exit status: 0 when a run completed (failed sources are reported, not fatal); 2 when the run
 could not proceed (bad configuration, unreadable sources file, unwritable lake, lake busy).
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from flows.cli_sources import add_sources_subcommands, run_sources_subcommand
 from tasks.compact import PartitionCompaction
 from tasks.errors import FeedlakeError, TerminalError
 from tasks.report import RunSummary, format_table, text_table
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sources_commands.add_parser("status", help="table of every source's health in a lake")
     status.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
     status.add_argument("--sources", help="also list this file's sources that were never polled")
+    add_sources_subcommands(sources_commands)
     compact = commands.add_parser("compact", help="merge small files per partition, atomically")
     compact.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
     compact.add_argument("--source", help="only this source id")
@@ -125,13 +127,31 @@ def add_quality_commands(commands: Any) -> None:
     report.add_argument("--runs", type=int, default=20, help="how many recent runs (default 20)")
 
 
+def quiet_third_parties() -> None:
+    """Defaults (before Prefect is imported) that keep Prefect's and GX's chatter off the console."""
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
+    # Telemetry needs the internet these machines lack, and its writes lock the embedded SQLite API.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``feedlake`` console script."""
+    """Entry point of the feedlake console script."""
+    quiet_third_parties()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from flows.log_filter import install_console_filter
+
+    install_console_filter()
     try:
         if args.command == "sources" and args.sources_command == "status":
             return status_command(args.lake, args.sources)
+        if args.command == "sources" and (ran := run_sources_subcommand(args)) is not None:
+            return ran
         if args.command == "sources":
             return check_command(args.file)
         if args.command == "compact":
@@ -191,22 +211,37 @@ def check_command(path: str) -> int:
 
 
 def status_command(lake: str | None, sources_file: str | None) -> int:
-    """Print every source's health: state, last success, failures in a row, next try, last error."""
+    """Print every source's state (stale, failing, backing off, ok) with the reason and UTC times."""
     import os
+    from datetime import UTC, datetime
+    from pathlib import Path
 
-    from tasks.health import HEALTH_COLUMNS, SourceHealth, health_rows, read_health
+    from tasks.health import SourceHealth, read_health
+    from tasks.health_status import STATUS_COLUMNS, status_rows
     from tasks.settings import FeedlakeSettings
     from tasks.sources import load_sources
     from tasks.storage import open_store
 
     settings = FeedlakeSettings()
     health = read_health(open_store(lake or settings.lake, settings))
-    if sources_file:
-        for source in load_sources(sources_file, os.environ):
-            health.setdefault(source.id, SourceHealth(source.id, source.url))
-    print(text_table(HEALTH_COLUMNS, health_rows(health)))
-    failing = sum(1 for h in health.values() if h.state == "failing")
-    print(f"{len(health)} sources, {failing} failing")
+    intervals: dict[str, float] = {}
+    catalog = sources_file or (settings.sources if Path(settings.sources).is_file() else None)
+    if catalog:
+        for source in load_sources(catalog, os.environ):
+            if source.poll_interval_seconds:
+                intervals[source.id] = source.poll_interval_seconds
+            if sources_file:
+                health.setdefault(source.id, SourceHealth(source.id, source.display_url))
+    rows, counts = status_rows(
+        health,
+        datetime.now(UTC),
+        intervals,
+        settings.default_poll_interval_seconds,
+        settings.stale_after_intervals,
+    )
+    print(text_table(STATUS_COLUMNS, rows))
+    summary = ", ".join(f"{counts[state]} {state}" for state in sorted(counts))
+    print(f"{len(health)} sources: {summary or 'none polled yet'} (times in UTC)")
     return EXIT_OK
 
 
@@ -261,9 +296,11 @@ def print_replay(result: ReplayResult) -> int:
 def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     """Render the last ``runs`` validation results of a lake as one HTML page."""
     import json
+    from datetime import UTC, datetime
     from pathlib import Path
 
     from tasks.lake_layout import VALIDATION
+    from tasks.quality_charts import read_history
     from tasks.quality_report import render_quality_html
     from tasks.settings import FeedlakeSettings
     from tasks.storage import open_store
@@ -272,7 +309,8 @@ def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     store = open_store(lake or settings.lake, settings)
     keys = [k for k in store.list(f"{VALIDATION}/") if k.endswith(".json")][-runs:]
     documents = [json.loads(raw) for raw in (store.get(k) for k in keys) if raw is not None]
-    Path(out).write_text(render_quality_html(documents, store.uri()), encoding="utf-8")
+    history = read_history(store, datetime.now(UTC))
+    Path(out).write_text(render_quality_html(documents, store.uri(), history=history), encoding="utf-8")
     print(f"wrote {out}: {len(documents)} runs")
     return EXIT_OK
 
@@ -307,16 +345,11 @@ def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
 
 
 def serve_command(sources: str | None, lake: str | None) -> int:
-    """Serve the poll, compaction and backfill deployments until Ctrl-C or SIGTERM."""
-    from flows.deployments import build_deployments, interval_label, poll_groups
+    """Serve every deployment until Ctrl-C or SIGTERM (starting a Prefect server if none is set)."""
+    from flows.serve import serve_deployments
     from tasks.settings import settings_with
 
-    settings = settings_with(sources=sources, lake=lake)
-    for seconds, ids in poll_groups(settings).items():
-        print(f"poll-every-{interval_label(seconds)}: {len(ids)} sources")
-    from prefect import serve
-
-    serve(*build_deployments(settings))
+    serve_deployments(settings_with(sources=sources, lake=lake))
     return EXIT_OK
 
 

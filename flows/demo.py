@@ -13,7 +13,7 @@ from tasks.snapshot_server import serve_snapshots
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = REPO_ROOT / "tests" / "cases"
 DEMO_SOURCES = REPO_ROOT / "infra" / "sources" / "demo.yaml"
-SNAPSHOT_VARIABLE = "FEEDLAKE_SNAPSHOTS"
+SNAPSHOT_VARIABLE = "FEEDLAKE_VAR_SNAPSHOTS"
 
 
 def run_demo(lake: str) -> RunSummary:
@@ -22,7 +22,7 @@ def run_demo(lake: str) -> RunSummary:
         raise ConfigError(f"the demo needs a source checkout (missing {SNAPSHOTS} or {DEMO_SOURCES})")
     with serve_snapshots(SNAPSHOTS) as base_url:
         print(f"serving bundled snapshots from {SNAPSHOTS} at {base_url}")
-        # The demo catalog's URLs are ${FEEDLAKE_SNAPSHOTS}/...: point them at this server.
+        # The demo catalog's URLs are ${FEEDLAKE_VAR_SNAPSHOTS}/...: point them at this server.
         os.environ[SNAPSHOT_VARIABLE] = base_url
         # The snapshot server is on loopback, which later hardening refuses by default.
         os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")

@@ -1,4 +1,4 @@
-"""Every deployment, declared once in code: scheduled polls per interval group, compaction, backfill.
+"""Every deployment, declared once in code: polls per interval group, compaction, backfill, history pruning.
 
 ``feedlake serve`` serves them all from one long-lived process (Prefect's ``serve``): no separate
 server or worker is needed on one machine. The same list deploys to a work pool when a Prefect
@@ -12,11 +12,13 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger
 
 from flows.backfill import backfill_flow
 from flows.compact import compact_flow
 from flows.events import BATCH_COMMITTED
+from flows.maintenance import prune_history_flow
 from flows.poll import poll_flow
 from tasks.settings import FeedlakeSettings
 from tasks.sources import load_sources
@@ -49,9 +51,12 @@ def build_deployments(settings: FeedlakeSettings) -> list[Any]:
                 name=f"poll-every-{interval_label(seconds)}",
                 interval=timedelta(seconds=seconds),
                 parameters={**common, "poll_interval": seconds},
-                # One run per group at a time: a slow poll and the next tick never overlap (the
-                # lake's lease also keeps any two writers apart).
-                concurrency_limit=1,
+                # One run per group at a time: a tick that finds the last poll still running is
+                # cancelled, not queued, so a slow poll never builds a backlog (the lake's lease also
+                # keeps any two writers apart).
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+                ),
                 description=f"Poll {len(ids)} sources every {interval_label(seconds)}: {', '.join(ids)}",
                 tags=["feedlake", "poll"],
             )
@@ -74,6 +79,16 @@ def build_deployments(settings: FeedlakeSettings) -> list[Any]:
             concurrency_limit=1,
             description="Backfill one source's history on demand (parameter: source)",
             tags=["feedlake", "backfill"],
+        )
+    )
+    deployments.append(
+        prune_history_flow.to_deployment(
+            name="prune-history",
+            cron=settings.maintenance_cron,
+            parameters={"days": settings.history_days},
+            concurrency_limit=1,
+            description=f"Delete flow runs older than {settings.history_days:g} days from Prefect's database",
+            tags=["feedlake", "maintenance"],
         )
     )
     return deployments

@@ -21,7 +21,7 @@ from prefect.utilities.annotations import opaque
 
 from flows.events import emit_poll_events
 from tasks.commit import recover_lake
-from tasks.errors import FeedlakeError, is_transient
+from tasks.errors import DamagedObjectError, FeedlakeError, is_transient
 from tasks.fetch import FeedValidators, FetchResult, fetch_feeds_blocking
 from tasks.health import (
     HEALTH_COLUMNS,
@@ -39,17 +39,21 @@ from tasks.quality_report import quality_markdown, quality_objects, validation_d
 from tasks.report import RunSummary, format_markdown, markdown_table
 from tasks.run import (
     NormalizedSource,
+    SourceBoundary,
     SourceReport,
     combine_rows,
     drop_duplicates,
     feed_facts,
     normalize_fetched,
+    read_stored_validators,
+    redact_reports,
     start_reports,
+    with_held_items,
     write_and_commit,
 )
 from tasks.settings import FeedlakeSettings, settings_with
 from tasks.sources import Source, load_sources
-from tasks.state import read_validators
+from tasks.state import set_aside
 from tasks.storage import ObjectStore, open_store
 from tasks.suite import DEFAULT_SUITE, load_suite
 from tasks.validate import (
@@ -85,6 +89,32 @@ def validate_rows(
     return ArticleValidator(suite_path).validate(combine_rows(normalized), feeds)
 
 
+def validate_sources(
+    normalized: list[NormalizedSource],
+    feeds: dict[str, FeedFacts],
+    suite: str | None,
+    reports: dict[str, SourceReport],
+) -> tuple[ValidationOutcome, list[NormalizedSource]]:
+    """Validate every source's rows in one pass; the outcome and the sources it covers.
+
+    Should that pass raise something other than a FeedlakeError (a bad suite is one, and stops
+    the run), each source is validated alone to find the ones that raise: they fail as ``bug``
+    and the rest are validated again together. Only a failing run pays for the extra passes.
+    """
+    try:
+        return with_held_items(validate_rows(normalized, feeds, suite), normalized), normalized
+    except FeedlakeError:
+        raise
+    except Exception:  # noqa: BLE001 - isolate the source that broke the batch
+        kept = []
+        for item in normalized:
+            with SourceBoundary(reports[item.source_id], "validate") as step:
+                validate_rows([item], {item.source_id: feeds[item.source_id]}, suite)
+            if not step.failed:
+                kept.append(item)
+        return with_held_items(validate_rows(kept, feeds, suite), kept), kept
+
+
 def fetch_and_normalize(
     targets: Sequence[Source],
     validators: Mapping[str, FeedValidators],
@@ -101,7 +131,7 @@ def fetch_and_normalize(
     """
     by_id = {s.id: s for s in due}
     order = {s.id: n for n, s in enumerate(due)}
-    parsed: list[Future[list[NormalizedSource]]] = []
+    parsed: list[tuple[str, Future[list[NormalizedSource]]]] = []
     preloading: list[threading.Thread] = []
     # The event loop and the parse thread share the GIL; by default a waiting thread gets it only
     # after 5 ms, a delay every response would pay while a parse runs. Hand it over sooner.
@@ -113,13 +143,18 @@ def fetch_and_normalize(
             if result.body is not None and not preloading:
                 preloading.append(preload_great_expectations())
             source = [by_id[result.source_id]]
-            parsed.append(worker.submit(normalize_fetched, [result], source, run_id, reports))
+            future = worker.submit(normalize_fetched, [result], source, run_id, reports)
+            parsed.append((result.source_id, future))
 
         try:
             fetch_feeds_blocking(targets, validators, settings, on_result=arrived)
         finally:
             sys.setswitchinterval(switch_interval)
-        normalized = [n for future in parsed for n in future.result()]
+        normalized = []
+        for source_id, future in parsed:
+            # normalize_fetched isolates each source already; this is the boundary's backstop.
+            with SourceBoundary(reports[source_id], "normalize"):
+                normalized += future.result()
     return sorted(normalized, key=lambda n: order[n.source_id])
 
 
@@ -128,7 +163,7 @@ _NO_CACHE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 fetch_normalize_task = task(name="fetch-parse-normalize", **_NO_CACHE)(fetch_and_normalize)
 normalize_task = task(name="parse-normalize", **_NO_CACHE)(normalize_fetched)
 dedup_task = task(name="dedup", **_NO_CACHE)(drop_duplicates)
-validate_task = task(name="validate", **_NO_CACHE)(validate_rows)
+validate_task = task(name="validate", **_NO_CACHE)(validate_sources)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -215,32 +250,44 @@ def _poll_under_lease(
     reports = start_reports(catalog)
     clock = time.perf_counter()
     started = datetime.now(UTC)
-    health = read_health(store)
+    lake_warnings: list[str] = []
+    try:
+        health = read_health(store)
+    except DamagedObjectError as exc:
+        # Health only times retries: a fresh start polls every source now, and loses no data.
+        moved = set_aside(store, exc.key)
+        lake_warnings.append(f"{exc.reason}; moved to {moved}, every source's health starts afresh")
+        logger.warning("%s", lake_warnings[-1])
+        health = {}
     # A pushed document is ingested even for a source still backing off: it has fresh content.
     due, waiting = split_due(catalog, health, started) if pushed is None else (list(catalog), [])
     mark_backing_off(reports, waiting, health)
-    validators = read_validators(store, [s.id for s in due])
+    validators = read_stored_validators(store, due, reports)
+    # A source whose state could not be read has failed already: it is not fetched.
+    due_now = [s for s in due if reports[s.id].status != "error"]
     if pushed is None:
-        targets = fetch_targets(due, health)
+        targets = fetch_targets(due_now, health)
         normalized = fetch_normalize_task(
             pass_whole(targets),
             pass_whole(validators),
             settings,
-            pass_whole(due),
+            pass_whole(due_now),
             run_id,
             pass_whole(reports),
         )
     else:
         preload_great_expectations()
         # A pushed document carries no HTTP validators: keep the ones polls stored.
-        fetched = [replace(pushed[s.id], validators=validators.get(s.id, FeedValidators())) for s in due]
-        normalized = normalize_task(pass_whole(fetched), pass_whole(due), run_id, pass_whole(reports))
+        fetched = [replace(pushed[s.id], validators=validators.get(s.id, FeedValidators())) for s in due_now]
+        normalized = normalize_task(pass_whole(fetched), pass_whole(due_now), run_id, pass_whole(reports))
     logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
     unique = dedup_task(store, pass_whole(normalized), pass_whole(reports))
     last_items = {source_id: record.last_items for source_id, record in health.items()}
     validate_started = time.perf_counter()
     facts = feed_facts(normalized, reports, last_items)
-    outcome = validate_task(pass_whole(unique), pass_whole(facts), settings.suite)
+    outcome, unique = validate_task(
+        pass_whole(unique), pass_whole(facts), settings.suite, pass_whole(reports)
+    )
     # The whole stage: GX import and context build included, not just the suite pass.
     validate_seconds = time.perf_counter() - validate_started
     quality = validation_document(outcome, run_id, "poll")
@@ -261,7 +308,11 @@ def _poll_under_lease(
         create_markdown_artifact(
             quality_markdown(quality), key="feedlake-data-quality", description="Data quality per source"
         )
-    emit_poll_events(store.uri(), record, reports.values())
+    redact_reports(reports, catalog)
+    try:
+        emit_poll_events(store.uri(), record, reports.values())
+    except Exception as exc:  # noqa: BLE001 - the data is committed; health must still be written
+        logger.warning("could not emit the poll's events: %s: %s", type(exc).__name__, exc)
     changed = updated_health(
         health,
         due,
@@ -291,7 +342,14 @@ def _poll_under_lease(
         validate_seconds=validate_seconds,
         run_seconds=time.perf_counter() - clock,
         quality_report=store.uri(validation_key(run_id, "html")) if quality_files else None,
+        warnings=tuple(lake_warnings),
     )
+    for report in reports.values():
+        if report.status == "error":
+            # Once per failed source and run, whatever Prefect retried on the way.
+            logger.warning(
+                "source %s failed (%s): %s", report.source_id, report.stage or report.error_kind, report.error
+            )
     logger.info(
         "run %s: %d rows committed, %d quarantined, %d files, %d of %d sources failed",
         run_id,

@@ -30,11 +30,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.dedup import row_keys
-from tasks.errors import FeedlakeError, StoreError
+from tasks.errors import DamagedObjectError, FeedlakeError, StoreError, bug_reason
 from tasks.fetch import FeedValidators
-from tasks.lake_layout import ARTICLES, COMMITS, TXN, commit_key, intent_key, keys_key
+from tasks.lake_layout import ARTICLES, COMMITS, QUARANTINE, TXN, commit_key, intent_key, keys_key
 from tasks.lease import decode_json_object
-from tasks.state import merge_seen, write_validators
+from tasks.state import merge_seen, set_aside, write_validators
 from tasks.storage import ObjectStore
 from tasks.write import PlannedFile
 
@@ -72,19 +72,25 @@ class CommitRecord:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @staticmethod
-    def from_json(raw: bytes) -> CommitRecord:
-        """Read a commit object's body."""
-        data = json.loads(raw)
-        return CommitRecord(
-            run_id=data["run_id"],
-            committed_at=data["committed_at"],
-            files=tuple(CommittedFile(**f) for f in data["files"]),
-            validators=data.get("validators") or {},
-            keys_object=data.get("keys_object"),
-            removed=tuple(data.get("removed") or ()),
-            kind=data.get("kind", "poll"),
-            reports=tuple(data.get("reports") or ()),
-        )
+    def from_json(raw: bytes, key: str = "commit record") -> CommitRecord:
+        """Read a commit object's body; DamagedObjectError naming ``key`` if it is not one."""
+        try:
+            data = json.loads(raw)
+            record = CommitRecord(
+                run_id=str(data["run_id"]),
+                committed_at=str(data["committed_at"]),
+                files=tuple(CommittedFile(**f) for f in data["files"]),
+                validators=dict(data.get("validators") or {}),
+                keys_object=data.get("keys_object"),
+                removed=tuple(str(k) for k in data.get("removed") or ()),
+                kind=str(data.get("kind", "poll")),
+                reports=tuple(str(k) for k in data.get("reports") or ()),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DamagedObjectError(key, f"not a commit record ({bug_reason(exc)})") from None
+        if not all(isinstance(f.key, str) and isinstance(f.source_id, str) for f in record.files):
+            raise DamagedObjectError(key, "not a commit record (a file without a key or source)")
+        return record
 
 
 def recover_lake(store: ObjectStore) -> list[str]:
@@ -95,17 +101,30 @@ def recover_lake(store: ObjectStore) -> list[str]:
         return actions
     for key in intents:
         run_id = key.split("/")[1]
-        intent = _read_json(store, key) or {}
-        planned_objects = intent.get("objects")
-        objects = [str(o) for o in planned_objects] if isinstance(planned_objects, list) else []
         raw = store.get(commit_key(run_id))
         if raw is not None:
-            apply_commit(store, CommitRecord.from_json(raw))
+            try:
+                record = CommitRecord.from_json(raw, commit_key(run_id))
+            except DamagedObjectError as exc:
+                # Its files may be live: roll neither way, and keep the intent for a person.
+                actions.append(f"left run {run_id} as it is: {exc}")
+                continue
+            apply_commit(store, record)
             actions.append(f"rolled forward committed run {run_id}")
         else:
-            for planned in objects:
-                store.delete(planned)
-            actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
+            intent = _read_json(store, key)
+            planned_objects = None if intent is None else intent.get("objects")
+            if not isinstance(planned_objects, list):
+                moved = set_aside(store, key)
+                actions.append(
+                    f"rolled back run {run_id}: damaged object {key} (not an intent; moved to {moved}), "
+                    "so the files it listed, if any, are left in place, named by no commit"
+                )
+            else:
+                objects = [str(o) for o in planned_objects]
+                for planned in objects:
+                    store.delete(planned)
+                actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
         _clear_txn(store, run_id)
     for action in actions:
         log.warning("recovery: %s", action)
@@ -188,7 +207,7 @@ def _write_and_publish(
         existing = store.get(commit_key(run_id))
         if existing is None:
             raise StoreError(f"commit record for run {run_id} exists but cannot be read")
-        record = CommitRecord.from_json(existing)
+        record = CommitRecord.from_json(existing, commit_key(run_id))
     return record
 
 
@@ -211,12 +230,19 @@ def _roll_back_failed_run(store: ObjectStore, run_id: str, objects: Sequence[str
 
 def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
     """Bring state up to date with a commit record; safe to repeat."""
-    updates: list[Callable[[], None]] = []
+    updates: list[Callable[[], object]] = []
     if record.keys_object:
         raw = store.get(record.keys_object)
         if raw is not None:
-            for source_id, keys in _keys_by_source(pq.read_table(io.BytesIO(raw))):
-                updates.append(partial(merge_seen, store, source_id, keys))
+            try:
+                by_source = _keys_by_source(pq.read_table(io.BytesIO(raw)))
+            except (pa.ArrowException, KeyError, OSError) as exc:
+                # The keys are also in the committed files: rebuild each source's index from those.
+                log.warning("damaged object %s (%s); rebuilding seen indexes", record.keys_object, exc)
+                sources = sorted({f.source_id for f in record.files})
+                updates += [partial(rebuild_seen, store, source_id) for source_id in sources]
+            else:
+                updates += [partial(_merge_or_repair, store, s, keys) for s, keys in by_source]
     for source_id, value in record.validators.items():
         validators = {
             source_id: FeedValidators(etag=value.get("etag"), last_modified=value.get("last_modified"))
@@ -245,6 +271,45 @@ def _keys_by_source(keys: pa.Table) -> list[tuple[str, pa.Array]]:
     ]
 
 
+def _merge_or_repair(store: ObjectStore, source_id: str, keys: pa.Array) -> None:
+    """Merge keys into a source's seen index; a damaged index object is set aside and rebuilt."""
+    try:
+        merge_seen(store, source_id, keys)
+    except DamagedObjectError as exc:
+        moved = set_aside(store, exc.key)
+        log.warning("%s; moved to %s, rebuilding the seen index of %s", exc, moved, source_id)
+        rebuild_seen(store, source_id)
+
+
+def rebuild_seen(store: ObjectStore, source_id: str, attempts: int = 3) -> int:
+    """Union the row keys of every live file of a source (articles and quarantine) into its seen
+    index, setting aside any further damaged index object met; return how many keys it holds."""
+    parts = [pa.array([], pa.string())]
+    for table in (ARTICLES, QUARANTINE):
+        for committed in live_files(store, table):
+            if committed.source_id != source_id:
+                continue
+            raw = store.get(committed.key)
+            if raw is None:
+                continue
+            try:
+                rows = pq.ParquetFile(pa.BufferReader(raw)).read(columns=["article_id", "content_hash"])
+            except (pa.ArrowException, KeyError) as exc:
+                raise DamagedObjectError(committed.key, f"not a readable data file ({exc})") from None
+            parts.append(row_keys(rows))
+    keys = pa.concat_arrays(parts)
+    for _ in range(attempts):
+        try:
+            merge_seen(store, source_id, keys)
+            break
+        except DamagedObjectError as exc:
+            set_aside(store, exc.key)
+    else:
+        merge_seen(store, source_id, keys)
+    log.warning("rebuilt the seen index of %s from %d committed row keys", source_id, len(keys))
+    return len(keys)
+
+
 def live_files(store: ObjectStore, table: str = ARTICLES) -> list[CommittedFile]:
     """The data files of ``table`` that the commit log says are live: the reader's contract."""
     live: dict[str, CommittedFile] = {}
@@ -258,12 +323,12 @@ def live_files(store: ObjectStore, table: str = ARTICLES) -> list[CommittedFile]
 
 
 def list_commits(store: ObjectStore) -> list[CommitRecord]:
-    """Return every commit record in commit order."""
+    """Return every commit record in commit order; DamagedObjectError names one that cannot be read."""
     records = []
     for key in store.list(f"{COMMITS}/"):
         raw = store.get(key)
         if raw is not None:
-            records.append(CommitRecord.from_json(raw))
+            records.append(CommitRecord.from_json(raw, key))
     return records
 
 

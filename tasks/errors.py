@@ -12,7 +12,12 @@ transient/terminal marker, never off the concrete class::
         ├── FetchTerminalError    (404, 410, refused URL, body too large)
         ├── ParseError            (not a feed, ill-formed beyond recovery, unsupported format)
         ├── StoreError            (lake unwritable, missing bucket, bad lake URL)
-        └── LakeBusyError         (another run holds the lake's lease)
+        │   └── DamagedObjectError (a lake object whose bytes cannot be read: named by its key)
+        ├── LakeBusyError         (another run holds the lake's lease)
+        └── UnexpectedError       (kind ``bug``: any other exception, caught at a source's boundary)
+
+Anything else a source's stages raise is a bug: the run records it on that source as kind ``bug``
+(``bug_reason`` names the exception) and goes on with the others.
 """
 
 from __future__ import annotations
@@ -111,10 +116,39 @@ class StoreError(TerminalError):
     kind = "store"
 
 
+class DamagedObjectError(StoreError):
+    """A lake object (state, intent, commit record) whose bytes cannot be decoded."""
+
+    kind = "damaged"
+
+    def __init__(self, key: str, detail: str, *, source_id: str | None = None) -> None:
+        self.key = key
+        self.detail = detail
+        super().__init__(f"damaged object {key}: {detail}", source_id=source_id)
+
+
 class LakeBusyError(TerminalError):
     """Another run holds the lake's lease."""
 
     kind = "lake_busy"
+
+
+BUG_KIND = "bug"
+_BUG_MESSAGE_CHARS = 160
+
+
+class UnexpectedError(TerminalError):
+    """An exception feedlake did not raise on purpose, caught at a source's boundary (kind ``bug``)."""
+
+    kind = BUG_KIND
+
+
+def bug_reason(exc: BaseException) -> str:
+    """``ExceptionType: short message`` for an exception feedlake did not raise on purpose."""
+    message = " ".join(str(exc).split())
+    if len(message) > _BUG_MESSAGE_CHARS:
+        message = message[: _BUG_MESSAGE_CHARS - 1] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -2,6 +2,13 @@
 
 Input: sources plus the HTTP validators (ETag / Last-Modified) stored for them.
 Output: one ``FetchResult`` per source, in source order; failures are data, never raised.
+
+Everything a server sends is untrusted: every redirect hop passes the SSRF guard and is
+connected to the address the guard vetted (``tasks.pinned_transport``); ETag and Last-Modified
+are kept and sent back only when they are valid header values; Retry-After is read only as ASCII
+digits or an HTTP date; the body is decoded by ``tasks.body_decoding``, bounded by the body cap.
+``total_timeout`` is a deadline for the whole fetch of a source, from its first request on:
+attempts, redirects, backoff and Retry-After waits all count, whatever the server does.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import dataclasses
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +27,13 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from tasks.errors import FeedlakeError, FetchTerminalError, FetchTransientError
+from tasks.body_decoding import ACCEPT_ENCODING, BoundedDecoder
+from tasks.errors import FeedlakeError, FetchTerminalError, FetchTransientError, UnexpectedError, bug_reason
 from tasks.host_gate import HostGate
+from tasks.pinned_transport import PinnedTransport, pinned_addresses
 from tasks.settings import FeedlakeSettings
 from tasks.sources import Source
-from tasks.url_guard import check_fetch_url
+from tasks.url_guard import Resolver, check_fetch_url, resolve_host
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,10 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
+# A header value we send back: visible ASCII, inner spaces allowed (RFC 9110 field-value without
+# obs-text, which httpx cannot encode), bounded so a stored validator stays small.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?")
+_RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass(frozen=True)
@@ -81,10 +95,15 @@ def build_client(settings: FeedlakeSettings) -> httpx.AsyncClient:
     )
     return httpx.AsyncClient(
         timeout=timeout,
-        limits=limits,
+        # Connects only to the addresses the SSRF guard vetted for each request.
+        transport=PinnedTransport(limits),
         # Redirects are followed by hand, so that every hop passes the SSRF guard.
         follow_redirects=False,
-        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT},
+        headers={
+            "User-Agent": settings.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        },
     )
 
 
@@ -94,11 +113,13 @@ async def fetch_feeds(
     settings: FeedlakeSettings,
     client: httpx.AsyncClient | None = None,
     on_result: Callable[[FetchResult], None] | None = None,
+    resolve: Resolver = resolve_host,
 ) -> list[FetchResult]:
     """Fetch every source concurrently; one result per source, in the order given.
 
     ``on_result`` is called (in the event loop, so it must return quickly) with each result as soon
     as it is final, so a caller can start on the first feeds while the rest are still on the wire.
+    ``client`` must connect through ``PinnedTransport`` (as ``build_client``'s does).
     """
     own_client = client is None
     http = client if client is not None else build_client(settings)
@@ -109,7 +130,9 @@ async def fetch_feeds(
         host = urlsplit(source.url).netloc.lower()
         if host not in gates:
             gates[host] = HostGate(settings.per_host_concurrency, settings.per_host_min_gap_seconds)
-        result = await fetch_feed(http, source, validators.get(source.id), settings, gates[host], limit)
+        result = await fetch_feed(
+            http, source, validators.get(source.id), settings, gates[host], limit, resolve
+        )
         if on_result is not None:
             on_result(result)
         return result
@@ -149,29 +172,50 @@ async def fetch_feed(
     settings: FeedlakeSettings,
     gate: HostGate | None = None,
     limit: asyncio.Semaphore | None = None,
+    resolve: Resolver = resolve_host,
 ) -> FetchResult:
     """Fetch one source, retrying transient failures with exponential backoff and jitter.
 
     Each attempt passes the global ``limit`` and the host's ``gate``; backoff sleeps hold neither,
-    and a Retry-After holds back the whole host, not just this feed.
+    and a Retry-After holds back the whole host, not just this feed. One deadline
+    (``total_timeout``) starts with the first request and covers every attempt, redirect, wait
+    and backoff; a transient failure that the deadline leaves no time to retry is reported as is.
     """
     gate = gate or HostGate(settings.per_host_concurrency, settings.per_host_min_gap_seconds)
     limit = limit or asyncio.Semaphore(settings.concurrency)
+    loop = asyncio.get_running_loop()
     started = time.monotonic()
+    deadline: float | None = None
     attempt = 0
     while True:
         attempt += 1
         fetched_at = datetime.now(UTC)
         try:
             # Host gate first: feeds of a held-back host wait there without taking global slots.
-            async with gate, limit, asyncio.timeout(settings.total_timeout):
-                result = await _get_once(client, source, validators, settings, fetched_at)
+            # Queueing for the first slot is not the source's time; from then on everything is.
+            async with asyncio.timeout_at(deadline) as budget, gate, limit:
+                if deadline is None:
+                    deadline = loop.time() + settings.total_timeout
+                    budget.reschedule(deadline)
+                result = await _get_once(client, source, validators, settings, fetched_at, resolve)
             return _with_timing(result, attempt, started)
         except (FeedlakeError, TimeoutError, httpx.HTTPError) as exc:
             error = _as_feed_error(exc, source, settings)
+        except Exception as exc:  # one source's unforeseen failure must not sink the others
+            # The reason names the exception; its traceback is for whoever debugs the bug.
+            log.debug("fetch of %s failed unexpectedly", source.id, exc_info=True)
+            error = UnexpectedError(
+                f"unexpected error while fetching ({bug_reason(exc)})",
+                source_id=source.id,
+                url=source.display_url,
+            )
+        delay = _backoff(settings.backoff_seconds, attempt, error)
+        wait = delay  # before the next attempt can start
         if isinstance(error, FetchTransientError) and error.retry_after is not None:
             gate.hold(error.retry_after)
-        if not error.transient or attempt >= settings.fetch_attempts:
+            wait = error.retry_after
+        out_of_time = deadline is not None and loop.time() + wait >= deadline
+        if not error.transient or attempt >= settings.fetch_attempts or out_of_time:
             log.warning("fetch failed for %s after %d attempt(s): %s", source.id, attempt, error)
             failed = FetchResult(
                 source_id=source.id,
@@ -181,7 +225,7 @@ async def fetch_feed(
                 error=error,
             )
             return _with_timing(failed, attempt, started)
-        await asyncio.sleep(_backoff(settings.backoff_seconds, attempt, error))
+        await asyncio.sleep(delay)
 
 
 def _as_feed_error(exc: Exception, source: Source, settings: FeedlakeSettings) -> FeedlakeError:
@@ -190,17 +234,21 @@ def _as_feed_error(exc: Exception, source: Source, settings: FeedlakeSettings) -
         return exc
     name = type(exc).__name__
     if isinstance(exc, TimeoutError):
-        reason, transient = f"timed out after {settings.total_timeout:.0f}s", True
+        reason = (
+            f"timed out: the {settings.total_timeout:g}s deadline for the whole fetch passed"
+            " (FEEDLAKE_TOTAL_TIMEOUT)"
+        )
+        transient = True
     elif isinstance(exc, httpx.TimeoutException):
         reason, transient = f"timed out ({name})", True
     elif isinstance(exc, httpx.TooManyRedirects):
         reason, transient = "too many redirects", False
     elif isinstance(exc, httpx.TransportError):
-        reason, transient = f"connection failed ({name}: {exc})", True
+        reason, transient = source.redact(f"connection failed ({name}: {exc})"), True
     else:
-        reason, transient = f"HTTP error ({name}: {exc})", False
+        reason, transient = source.redact(f"HTTP error ({name}: {exc})"), False
     kind = FetchTransientError if transient else FetchTerminalError
-    return kind(reason, source_id=source.id, url=source.url)
+    return kind(reason, source_id=source.id, url=source.display_url)
 
 
 async def _get_once(
@@ -209,38 +257,59 @@ async def _get_once(
     validators: FeedValidators | None,
     settings: FeedlakeSettings,
     fetched_at: datetime,
+    resolve: Resolver,
 ) -> FetchResult:
-    headers: dict[str, str] = {}
-    if validators is not None:
-        if validators.etag:
-            headers["If-None-Match"] = validators.etag
-        if validators.last_modified:
-            headers["If-Modified-Since"] = validators.last_modified
+    # Stored validators may predate these checks (or the state may be damaged): check them again.
+    sendable = _sendable_validators(validators, source, "stored")
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}  # what BoundedDecoder decodes, whatever the client
+    if sendable.etag:
+        headers["If-None-Match"] = sendable.etag
+    if sendable.last_modified:
+        headers["If-Modified-Since"] = sendable.last_modified
     url = source.url
     # Only a chain of permanent redirects (301/308) moves a feed; one temporary hop does not.
     permanent = None
     for _hop in range(MAX_REDIRECTS + 1):
-        await check_fetch_url(url, settings.allow_private_networks, source.id)
-        response = await client.send(client.build_request("GET", url, headers=headers), stream=True)
+        vetted = await check_fetch_url(url, settings.allow_private_networks, source.id, resolve)
+        request = client.build_request("GET", vetted.url, headers=headers)
+        with pinned_addresses(vetted.host, vetted.addresses):
+            try:
+                response = await client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.InvalidURL) as exc:
+                # httpx parses a redirect's Location even when it does not follow it; a bad one is
+                # the server's fault and will not get better by retrying.
+                if isinstance(exc, httpx.RemoteProtocolError) and "location header" not in str(exc):
+                    raise
+                raise FetchTerminalError(
+                    f"redirect to an invalid URL ({str(exc)[:200]})", source_id=source.id, url=url
+                ) from None
         try:
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location:
                 permanent = response.status_code in PERMANENT_REDIRECTS and permanent is not False
-                url = urljoin(url, location)
+                try:
+                    url = urljoin(url, location)
+                except ValueError:
+                    raise FetchTerminalError(
+                        f"redirect to an invalid URL {location[:200]!r}",
+                        source_id=source.id,
+                        url=source.display_url,
+                        status=response.status_code,
+                    ) from None
                 continue
-            result = await _answer(response, source, validators, settings, fetched_at)
+            result = await _answer(response, source, sendable, settings, fetched_at)
             return dataclasses.replace(result, moved_to=url) if permanent else result
         finally:
             await response.aclose()
     raise FetchTerminalError(
-        f"too many redirects (more than {MAX_REDIRECTS})", source_id=source.id, url=source.url
+        f"too many redirects (more than {MAX_REDIRECTS})", source_id=source.id, url=source.display_url
     )
 
 
 async def _answer(
     response: httpx.Response,
     source: Source,
-    validators: FeedValidators | None,
+    sendable: FeedValidators,
     settings: FeedlakeSettings,
     fetched_at: datetime,
 ) -> FetchResult:
@@ -254,13 +323,13 @@ async def _answer(
             final_url=final_url,
             status=status,
             not_modified=True,
-            validators=validators or FeedValidators(),
+            validators=sendable,
         )
     if status in TRANSIENT_STATUSES:
         raise FetchTransientError(
             "server answered with a retryable status",
             source_id=source.id,
-            url=source.url,
+            url=source.display_url,
             status=status,
             retry_after=_retry_after(response.headers.get("retry-after")),
         )
@@ -268,15 +337,20 @@ async def _answer(
         raise FetchTerminalError(
             "server refused the request; check the URL",
             source_id=source.id,
-            url=source.url,
+            url=source.display_url,
             status=status,
         )
     body = await _read_capped(response, settings.max_body_bytes, source)
-    kept = {
-        k: v
-        for k, v in response.headers.items()
-        if k.lower() in ("content-type", "content-language", "etag", "last-modified")
-    }
+    received = _sendable_validators(
+        FeedValidators(response.headers.get("etag"), response.headers.get("last-modified")),
+        source,
+        "received",
+    )
+    kept = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "content-language")}
+    if received.etag:
+        kept["etag"] = received.etag
+    if received.last_modified:
+        kept["last-modified"] = received.last_modified
     kept["content-location"] = final_url
     return FetchResult(
         source_id=source.id,
@@ -286,39 +360,65 @@ async def _answer(
         status=status,
         body=body,
         headers=kept,
-        validators=FeedValidators(
-            etag=response.headers.get("etag"),
-            last_modified=response.headers.get("last-modified"),
-        ),
+        validators=received,
     )
 
 
-async def _read_capped(response: httpx.Response, cap: int, source: Source) -> bytes:
-    # Streamed and counted after decompression, so a gzip bomb is cut off like a huge body.
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise FetchTerminalError(
-                f"body larger than the {cap} byte cap (FEEDLAKE_MAX_BODY_BYTES)",
-                source_id=source.id,
-                url=source.url,
-                status=response.status_code,
+def _sendable_validators(validators: FeedValidators | None, source: Source, what: str) -> FeedValidators:
+    """Keep only the validators that are valid header values; warn once naming the source."""
+    if validators is None:
+        return FeedValidators()
+    etag, last_modified = validators.etag, validators.last_modified
+    good_etag = etag if _is_header_value(etag) else None
+    good_modified = last_modified if _is_header_value(last_modified) else None
+    if (etag and not good_etag) or (last_modified and not good_modified):
+        refused = [
+            f"{name} {str(value)[:80]!r}"
+            for name, value, good in (
+                ("ETag", etag, good_etag),
+                ("Last-Modified", last_modified, good_modified),
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+            if value and not good
+        ]
+        log.warning(
+            "source %s: %s %s dropped: not a valid header value (visible ASCII only), so not sent back",
+            source.id,
+            what,
+            " and ".join(refused),
+        )
+        return FeedValidators(good_etag, good_modified)
+    return validators
+
+
+def _is_header_value(value: object) -> bool:
+    return isinstance(value, str) and _HEADER_VALUE.fullmatch(value) is not None
+
+
+async def _read_capped(response: httpx.Response, cap: int, source: Source) -> bytes:
+    # Raw bytes, decoded here layer by layer and counted as they come out (tasks.body_decoding):
+    # httpx's own decoders expand a whole chunk through every layer before anything is counted.
+    try:
+        decoder = BoundedDecoder(response.headers.get("content-encoding", ""), cap)
+        async for chunk in response.aiter_raw():
+            decoder.feed(chunk)
+    except FetchTerminalError as exc:
+        raise FetchTerminalError(
+            exc.reason, source_id=source.id, url=source.display_url, status=response.status_code
+        ) from None
+    return decoder.body()
 
 
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _RETRY_AFTER_SECONDS.fullmatch(value):
         return min(float(value), RETRY_AFTER_CAP_SECONDS)
+    if not value.isascii():
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from tasks.errors import DamagedObjectError, bug_reason
 from tasks.run import SourceReport
 from tasks.sources import Source
+from tasks.state import set_aside
 from tasks.storage import ObjectStore, update_object
 
 HEALTH_KEY = "_state/health.json"
@@ -46,7 +48,7 @@ class SourceHealth:
 
 
 def read_health(store: ObjectStore) -> dict[str, SourceHealth]:
-    """Every source's health record, by source id."""
+    """Every source's health record, by source id; DamagedObjectError if the object is unreadable."""
     raw = store.get(HEALTH_KEY)
     return {} if raw is None else read_health_bytes(raw)
 
@@ -85,17 +87,20 @@ def updated_health(
         if report.status in ("pending", "backing_off") or report.source_id not in by_id:
             continue
         source = by_id[report.source_id]
-        record = health.get(report.source_id) or SourceHealth(report.source_id, source.url)
-        if record.url != source.url:
+        # Health is shown and stored: URLs in it are display forms (placeholder values redacted).
+        shown_url = source.display_url
+        record = health.get(report.source_id) or SourceHealth(report.source_id, shown_url)
+        if record.url != shown_url:
             # The sources file now names another URL: it wins over a redirect we followed before.
             record = replace(record, effective_url=None)
-        if report.moved_to is not None and report.moved_to != (record.effective_url or source.url):
-            moved_from = record.effective_url or source.url
+        moved_to = source.redact(report.moved_to) if report.moved_to is not None else None
+        if moved_to is not None and moved_to != (record.effective_url or shown_url):
+            moved_from = record.effective_url or shown_url
             record = replace(
-                record, effective_url=report.moved_to, previous_urls=(*record.previous_urls, moved_from)
+                record, effective_url=moved_to, previous_urls=(*record.previous_urls, moved_from)
             )
         record = replace(
-            record, url=source.url, last_attempt_at=now.isoformat(), last_status=report.http_status
+            record, url=shown_url, last_attempt_at=now.isoformat(), last_status=report.http_status
         )
         if report.status == "error":
             failures = record.consecutive_failures + 1
@@ -112,7 +117,8 @@ def updated_health(
                 record,
                 last_success_at=now.isoformat(),
                 consecutive_failures=0,
-                items_seen=record.items_seen + report.fetched,
+                # Distinct articles: those new to the lake this run (committed or held), not re-fetches.
+                items_seen=record.items_seen + report.new + report.rejected,
                 next_due_at=None,
             )
             if report.status == "ok":
@@ -130,16 +136,62 @@ def write_health(store: ObjectStore, changes: Mapping[str, SourceHealth]) -> Non
         merged.update({k: asdict(v) for k, v in changes.items()})
         return json.dumps(merged, sort_keys=True, indent=1).encode()
 
-    update_object(store, HEALTH_KEY, merge, "the health records")
+    try:
+        update_object(store, HEALTH_KEY, merge, "the health records")
+    except DamagedObjectError:
+        # Damaged since this run read it: keep its bytes aside and write this run's records alone.
+        set_aside(store, HEALTH_KEY)
+        update_object(store, HEALTH_KEY, merge, "the health records")
 
 
 def read_health_bytes(raw: bytes) -> dict[str, SourceHealth]:
-    """Parse the health object's body."""
-    records = {}
-    for source_id, fields in json.loads(raw).items():
-        fields["previous_urls"] = tuple(fields.get("previous_urls") or ())
-        records[source_id] = SourceHealth(**fields)
+    """Parse the health object's body; DamagedObjectError naming it if any record does not fit."""
+    try:
+        document = json.loads(raw)
+        if not isinstance(document, dict):
+            raise TypeError("not a JSON object")
+        records = {}
+        for source_id, fields in document.items():
+            fields["previous_urls"] = tuple(fields.get("previous_urls") or ())
+            record = SourceHealth(**fields)
+            _check_health(record)
+            records[source_id] = record
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DamagedObjectError(HEALTH_KEY, f"not the health records ({bug_reason(exc)})") from None
     return records
+
+
+_OPTIONAL_TEXT = (str, type(None))
+# The fields the run computes with; fields not named here are taken as they are.
+_HEALTH_TYPES: dict[str, tuple[type, ...]] = {
+    "source_id": (str,),
+    "url": (str,),
+    "consecutive_failures": (int,),
+    "items_seen": (int,),
+    "last_status": (int, type(None)),
+    "last_items": (int, type(None)),
+    "last_attempt_at": _OPTIONAL_TEXT,
+    "last_success_at": _OPTIONAL_TEXT,
+    "last_error": _OPTIONAL_TEXT,
+    "last_error_kind": _OPTIONAL_TEXT,
+    "next_due_at": _OPTIONAL_TEXT,
+    "effective_url": _OPTIONAL_TEXT,
+    "previous_urls": (tuple,),
+}
+
+
+def _check_health(record: SourceHealth) -> None:
+    """Raise TypeError/ValueError for a record whose fields the run could not use."""
+    for name, allowed in _HEALTH_TYPES.items():
+        value = getattr(record, name, None)
+        if not isinstance(value, allowed) or isinstance(value, bool):
+            raise TypeError(f"{record.source_id!r}: {name} is {type(value).__name__}")
+    for stamp in (record.last_attempt_at, record.last_success_at):
+        if stamp is not None:
+            datetime.fromisoformat(stamp)
+    # split_due compares next_due_at with an aware datetime: a naive one would raise there.
+    if record.next_due_at is not None and datetime.fromisoformat(record.next_due_at).tzinfo is None:
+        raise ValueError(f"{record.source_id!r}: next_due_at {record.next_due_at!r} has no time zone")
 
 
 def fetch_targets(sources: Sequence[Source], health: Mapping[str, SourceHealth]) -> list[Source]:
@@ -147,8 +199,8 @@ def fetch_targets(sources: Sequence[Source], health: Mapping[str, SourceHealth])
     targets = []
     for source in sources:
         record = health.get(source.id)
-        if record and record.effective_url and record.url == source.url:
-            targets.append(replace(source, url=record.effective_url))
+        if record and record.effective_url and record.url == source.display_url:
+            targets.append(replace(source, url=_with_values(record.effective_url, source)))
         else:
             targets.append(source)
     return targets
@@ -187,12 +239,27 @@ def health_rows(health: Mapping[str, SourceHealth]) -> list[tuple[str, ...]]:
         (
             h.source_id,
             h.state,
-            (h.last_success_at or "-")[:19],
+            format_utc(h.last_success_at),
             str(h.consecutive_failures),
             str(h.last_status or "-"),
             str(h.items_seen),
-            (h.next_due_at or "when polled")[:19],
+            format_utc(h.next_due_at) if h.next_due_at else "when polled",
             (h.last_error or "")[:70] if h.consecutive_failures else "",
         )
         for h in sorted(health.values(), key=lambda h: (h.state != "failing", h.source_id))
     ]
+
+
+def format_utc(stamp: str | None, empty: str = "-") -> str:
+    """An ISO timestamp for people: ``YYYY-MM-DD HH:MM:SSZ`` in UTC (a naive stamp is taken as UTC)."""
+    if not stamp:
+        return empty
+    when = datetime.fromisoformat(stamp)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _with_values(display_url: str, source: Source) -> str:
+    # The stored URL shows ${NAME} where a value was; the request needs the value back.
+    for name, value in source.substitutions:
+        display_url = display_url.replace(f"${{{name}}}", value)
+    return display_url

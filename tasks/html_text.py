@@ -1,9 +1,19 @@
-"""HTML for the lake: sanitize markup once with nh3, and turn it into plain text with paragraphs."""
+"""HTML for the lake: sanitize markup once with nh3, and turn it into plain text with paragraphs.
+
+nh3 (html5ever) builds the whole HTML tree, and some of its steps walk the stack of open elements,
+so its time grows with the square of the nesting depth: 100,000 nested ``<div>`` take about a
+minute. ``flatten_deep_markup`` bounds that before nh3 sees the markup. No maintained library caps
+HTML nesting without building the tree it is protecting, so this module keeps a small model of the
+HTML tree builder's stack: it follows start and end tags with the parser's scope rules, erring
+towards counting too deep (never too shallow), and drops the tags that would open an element past
+``MAX_NESTING``, keeping their text. Markup that never gets that deep is returned unchanged.
+"""
 
 from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 
 import nh3
 
@@ -25,17 +35,226 @@ _BLANK_LINES = re.compile(r"\n\s*\n+")
 # Links may only point at the web or mail; javascript:, data:, vbscript: and the like are dropped.
 _URL_SCHEMES = {"http", "https", "mailto"}
 
+# Real articles nest a few dozen elements deep; at this depth nh3 costs about a microsecond a tag.
+MAX_NESTING = 256
+# The parser reopens every unclosed formatting element (<b>, <font>, ...) in each new paragraph.
+MAX_FORMATTING = 16
+# A comment (with HTML's abrupt "<!-->" and "--!>" endings), a bogus comment, or a tag whose quoted
+# attribute values may hold ">". Possessive and atomic groups keep matching linear.
+_TOKEN = re.compile(
+    r"<!--(?>>|->|.*?--!?>|.*+)"
+    r"|<[!?][^>]*+>?"
+    r"|</[^A-Za-z][^>]*+>?"
+    r"|<(/?)([A-Za-z][^\t\n\f\r />]*+)"
+    r"(?>[^>\"'=]++|=[\t\n\f\r ]*+(?>\"[^\"]*+\"|'[^']*+'|)|[\"'])*+>",
+    re.DOTALL,
+)
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "basefont",
+        "bgsound",
+        "br",
+        "col",
+        "embed",
+        "frame",
+        "hr",
+        "img",
+        "input",
+        "keygen",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_FORMATTING = frozenset(
+    ["a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"]
+)
+# Elements whose text is not markup: a "</div>" inside a <script> closes nothing.
+_RAW_TEXT = frozenset(
+    ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"]
+)
+_SCOPE = frozenset(["applet", "caption", "html", "table", "td", "th", "marquee", "object", "template"])
+_SPECIAL = _SCOPE | frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "body",
+        "button",
+        "center",
+        "dd",
+        "details",
+        "dialog",
+        "dir",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "frameset",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "head",
+        "header",
+        "hgroup",
+        "li",
+        "listing",
+        "main",
+        "menu",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "search",
+        "section",
+        "select",
+        "summary",
+        "tbody",
+        "textarea",
+        "tfoot",
+        "thead",
+        "tr",
+        "ul",
+        "xmp",
+    ]
+)
+_LI_SCOPE = _SCOPE | {"ul", "ol"}
+_BUTTON_SCOPE = _SCOPE | {"button"}
+_HEADINGS = frozenset(["h1", "h2", "h3", "h4", "h5", "h6"])
+# A start tag that closes the current node while it is one of these (<p> after an open <p>, <tr>
+# after an open cell, ...): what the parser always does in that case, so the model may too.
+_CLOSES_CURRENT = {
+    "p": frozenset({"p"}),
+    "li": frozenset({"li", "p"}),
+    "dd": frozenset({"dd", "dt", "p"}),
+    "dt": frozenset({"dd", "dt", "p"}),
+    "option": frozenset({"option"}),
+    "td": frozenset({"td", "th"}),
+    "th": frozenset({"td", "th"}),
+    "tr": frozenset({"td", "th", "tr"}),
+    **dict.fromkeys(_HEADINGS, _HEADINGS),
+}
+
+
+@dataclass(frozen=True)
+class FlattenedMarkup:
+    """Markup with its nesting bounded, and how many tags were dropped to bound it."""
+
+    markup: str
+    dropped_tags: int
+
+
+def flatten_deep_markup(markup: str, max_nesting: int = MAX_NESTING) -> FlattenedMarkup:
+    """Drop the tags that would nest elements deeper than ``max_nesting``; their text stays."""
+    if markup.count("<") <= max_nesting:
+        return FlattenedMarkup(markup, 0)  # too few tags to get that deep
+    model = _OpenElements()
+    dropped: dict[str, int] = {}
+    pieces: list[str] = []
+    kept_until = 0
+    for token in _TOKEN.finditer(markup):
+        name = token.group(2)
+        if name is None:
+            continue  # a comment or a bogus comment
+        name = name.lower()
+        if token.group(1):  # an end tag
+            if not dropped.get(name):
+                model.end(name)
+                continue
+            dropped[name] -= 1
+        elif name in _VOID or model.start(name, max_nesting):
+            continue
+        else:
+            dropped[name] = dropped.get(name, 0) + 1
+        pieces.append(markup[kept_until : token.start()])
+        pieces.append(" ")  # a dropped tag still separates words
+        kept_until = token.end()
+    if not pieces:
+        return FlattenedMarkup(markup, 0)
+    pieces.append(markup[kept_until:])
+    return FlattenedMarkup("".join(pieces), len(pieces) // 2)
+
+
+class _OpenElements:
+    """A pessimistic model of the HTML parser's open elements: never shallower than the parser's."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        # Formatting elements the parser keeps in its list and reopens at the next text, so each
+        # one costs depth (and, reopened in every paragraph, work) even when it is off the stack.
+        self.formatting = 0
+        self.raw_text: str | None = None
+
+    def start(self, name: str, max_nesting: int) -> bool:
+        """Open an element, or return False when it would nest too deep."""
+        stack = self.stack
+        closes = _CLOSES_CURRENT.get(name, ())
+        while stack and stack[-1] in closes:
+            stack.pop()
+        if name in _FORMATTING:
+            if self.formatting >= MAX_FORMATTING or len(stack) + self.formatting >= max_nesting:
+                return False
+            self.formatting += 1
+        elif len(stack) + self.formatting >= max_nesting:
+            return False
+        stack.append(name)
+        # Inside raw text a start tag is text to the parser, but it is counted all the same: a
+        # "<!--" there can hide the raw text's real end from this model.
+        if name in _RAW_TEXT and self.raw_text is None:
+            self.raw_text = name
+        return True
+
+    def end(self, name: str) -> None:
+        """Close elements as the parser's end-tag rules would; when unsure, close nothing."""
+        if self.raw_text is not None:
+            if name != self.raw_text or name == "plaintext":
+                return  # text to the parser: closes nothing
+            self.raw_text = None
+        stack = self.stack
+        position = len(stack) - 1
+        while position >= 0 and stack[position] != name:
+            position -= 1
+        if position < 0:
+            return
+        above = stack[position + 1 :]
+        if name in _FORMATTING:
+            if above:
+                return  # the adoption agency algorithm moves elements: assume nothing is closed
+            self.formatting -= 1  # closing it also takes it off the parser's list
+        elif name in _SPECIAL:
+            boundaries = _LI_SCOPE if name == "li" else _BUTTON_SCOPE if name == "p" else _SCOPE
+            if any(element in boundaries for element in above):
+                return
+        elif any(element in _SPECIAL for element in above):
+            return
+        # Formatting elements closed by another end tag stay on the parser's list: still counted.
+        del stack[position:]
+
 
 def sanitize_html(markup: str) -> str:
     """Return markup with scripts, styles, event handlers and non-web URLs removed."""
-    return nh3.clean(_CONTROL.sub("", markup), url_schemes=_URL_SCHEMES, link_rel=None)
+    bounded = flatten_deep_markup(markup).markup
+    return nh3.clean(_CONTROL.sub("", bounded), url_schemes=_URL_SCHEMES, link_rel=None)
 
 
 def html_to_text(markup: str) -> str:
     """Return the visible text of markup: entities decoded, tags gone, paragraphs on blank lines."""
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
-    marked = _INVISIBLE.sub(" ", markup)
+    marked = _INVISIBLE.sub(" ", flatten_deep_markup(markup).markup)
     marked = _BLOCK_END.sub("\n\n", marked)
     marked = _LINE_BREAK.sub("\n", marked)
     # nh3 with no allowed tags strips every tag and escapes text; unescape gives plain text back.

@@ -93,7 +93,7 @@ def decode_json_object(raw: bytes) -> dict[str, object] | None:
     """Parse a JSON object, or None if the bytes are not one."""
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or not UTF-8 at all (UnicodeDecodeError)
         return None
     return value if isinstance(value, dict) else None
 

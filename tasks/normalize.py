@@ -3,12 +3,22 @@
 Input: a ``ParsedFeed`` and its ``Source``. Output: a RecordBatch with ``ARTICLE_SCHEMA``. Text
 fields are plain text (entities decoded, tags gone), HTML is sanitized, URLs are canonical, times
 are UTC microseconds with ``date_source`` saying how the zone was known.
+
+One item never fails its feed: an entry that raises while normalized, or whose values Arrow will
+not take (a lone surrogate, an out-of-range number), is left out of the rows and returned as a
+quarantine row (``held``, stage ``normalize``) with the reason in ``failed_expectations``. Such a row
+keeps what can be kept as raw text (guid, link, title, clipped, made valid UTF-8); its article id is
+made from those, like any other, so a later poll finds it in the seen index and does not hold it
+again. The happy path pays nothing for this: no per-row check, only a retry per row once a batch
+has failed to build.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
@@ -16,14 +26,28 @@ import pyarrow as pa
 from schemas.article import ARTICLE_SCHEMA
 from tasks.dates import parse_feed_date
 from tasks.entries import FeedEntry
+from tasks.errors import ParseError, bug_reason
 from tasks.html_text import clean_text, html_to_text, sanitize_html
 from tasks.parse import ParsedFeed
 from tasks.sources import Source
 from tasks.urls import canonical_url
+from tasks.validate import QUARANTINE_FIELDS, quarantine_schema
 
 log = logging.getLogger(__name__)
 
 _SEPARATOR = "\x1f"
+HELD_SCHEMA = quarantine_schema(ARTICLE_SCHEMA)
+NORMALIZE_STAGE = "normalize"
+# Raw text kept of an item that could not be normalized: enough to find it in the feed.
+_RAW_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class NormalizedFeed:
+    """A feed's article rows, and the items that could not be normalized as quarantine rows."""
+
+    rows: pa.RecordBatch
+    held: pa.RecordBatch | None = None
 
 
 def make_article_id(source_id: str, guid: str | None, url: str | None, fallback: str) -> str:
@@ -43,21 +67,101 @@ def make_content_hash(*parts: str | None) -> str:
 
 
 def normalize_feed(parsed: ParsedFeed, source: Source, run_id: str) -> pa.RecordBatch:
-    """Build the article RecordBatch for one parsed feed."""
+    """Build the article RecordBatch for one parsed feed; ParseError if any item cannot be."""
+    feed = normalize_entries(parsed, source, run_id)
+    if feed.held is not None:
+        reasons = feed.held.column("failed_expectations")[0].as_py()
+        raise ParseError(f"an item could not be normalized: {reasons[0]}", source_id=source.id)
+    return feed.rows
+
+
+def normalize_entries(parsed: ParsedFeed, source: Source, run_id: str) -> NormalizedFeed:
+    """Build the article RecordBatch for one parsed feed, holding back each item that cannot be."""
     columns: dict[str, list[object]] = {name: [] for name in ARTICLE_SCHEMA.names}
     feed_language = _language(parsed.language) or _language(source.language)
     base = parsed.feed_url
+    failed: list[tuple[FeedEntry, BaseException]] = []
+    built: list[FeedEntry] = []
     for entry in parsed.entries:
-        _append_entry(columns, entry, parsed, source, run_id, base, feed_language)
-    arrays = [pa.array(columns[f.name], type=f.type) for f in ARTICLE_SCHEMA]
-    batch = pa.RecordBatch.from_arrays(arrays, schema=ARTICLE_SCHEMA)
+        try:
+            _append_entry(columns, entry, parsed, source, run_id, base, feed_language)
+        except Exception as exc:  # noqa: BLE001 - one item's surprise must not fail its feed
+            # Columns are appended in turn: cut back whatever this entry had added.
+            for values in columns.values():
+                del values[len(built) :]
+            failed.append((entry, exc))
+        else:
+            built.append(entry)
+    try:
+        batch = _batch(columns)
+    except Exception:  # noqa: BLE001 - find the rows Arrow refuses, one at a time (rare)
+        keep = []
+        for position, entry in enumerate(built):
+            try:
+                _batch({name: values[position : position + 1] for name, values in columns.items()})
+            except Exception as exc:  # noqa: BLE001
+                failed.append((entry, exc))
+            else:
+                keep.append(position)
+        batch = _batch({name: [values[p] for p in keep] for name, values in columns.items()})
+    held = _held_rows(failed, parsed, source, run_id) if failed else None
     log.info(
-        "normalize: source %s, %d entries -> %d rows",
+        "normalize: source %s, %d entries -> %d rows, %d held",
         source.id,
         len(parsed.entries),
         batch.num_rows,
+        len(failed),
     )
-    return batch
+    return NormalizedFeed(batch, held)
+
+
+def _batch(columns: dict[str, list[object]]) -> pa.RecordBatch:
+    arrays = [pa.array(columns[f.name], type=f.type) for f in ARTICLE_SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=ARTICLE_SCHEMA)
+
+
+def _held_rows(
+    failed: Sequence[tuple[FeedEntry, BaseException]], parsed: ParsedFeed, source: Source, run_id: str
+) -> pa.RecordBatch:
+    """Quarantine rows for items that could not be normalized: raw text where it can be kept."""
+    captured_at = parsed.captured_at or parsed.fetched_at
+    columns: dict[str, list[object]] = {name: [] for name in HELD_SCHEMA.names}
+    for entry, exc in failed:
+        guid, link, title = (_raw(entry.guid), _raw(entry.link), _raw(entry.title))
+        fallback = _SEPARATOR.join((title or "", _raw(entry.published_raw) or "", _raw(entry.summary) or ""))
+        row: dict[str, object] = {
+            "article_id": make_article_id(source.id, guid, link, fallback),
+            "source_id": source.id,
+            "feed_url": source.redact(_raw(parsed.feed_url) or ""),
+            "guid": guid,
+            "url": link,
+            "title": title,
+            "authors": [],
+            "categories": [],
+            "enclosures": [],
+            "published_raw": _raw(entry.published_raw),
+            "date_source": "missing",
+            "fetched_at": parsed.fetched_at,
+            "content_hash": make_content_hash(title, link, fallback),
+            "run_id": run_id,
+            "capture_source": parsed.capture_source,
+            "captured_at": captured_at,
+            "published_date": captured_at.date(),
+            QUARANTINE_FIELDS[0].name: [f"{NORMALIZE_STAGE}: {bug_reason(exc)}"],
+            QUARANTINE_FIELDS[1].name: NORMALIZE_STAGE,
+        }
+        for name, values in columns.items():
+            values.append(row.get(name))
+    arrays = [pa.array(columns[f.name], type=f.type) for f in HELD_SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=HELD_SCHEMA)
+
+
+def _raw(value: object) -> str | None:
+    """Any value as clipped, valid UTF-8 text (lone surrogates and the like replaced)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text[:_RAW_CHARS].encode("utf-8", "replace").decode("utf-8")
 
 
 def _append_entry(
@@ -93,7 +197,8 @@ def _append_entry(
         )
     )
     columns["source_id"].append(source.id)
-    columns["feed_url"].append(parsed.feed_url)
+    # Stored for readers: a placeholder's value (a token) never reaches the lake.
+    columns["feed_url"].append(source.redact(parsed.feed_url))
     columns["guid"].append(guid)
     columns["url"].append(url)
     columns["title"].append(title)

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from tasks.entries import Enclosure, FeedEntry
+from tasks.entries import Enclosure, FeedEntry, storable_text
 from tasks.errors import ParseError
 from tasks.feedparser_rules import resolve_markup_uris
 from tasks.fetch import FetchResult
@@ -33,6 +33,13 @@ PROLOG_BYTES = 64 * 1024
 _ENTITY_DECLARATION = re.compile(
     rb"<!ENTITY|<\x00!\x00E\x00N\x00T\x00I\x00T\x00Y|\x00<\x00!\x00E\x00N\x00T\x00I\x00T\x00Y"
 )
+
+# A numeric character reference to a surrogate or past U+10FFFF: feedparser turns it into chr(n)
+# and encodes it, and so fails the whole feed. Matched in UTF-8 or any ASCII-compatible encoding;
+# only references long enough to be such a number match, so most (&#8217;) cost nothing.
+_CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{4,})|([0-9]{5,}));")
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
 
 # feedparser flags these as bozo although the feed reads fine; they are not worth a warning.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
@@ -54,6 +61,15 @@ class ParsedFeed:
     links: tuple[tuple[str, str], ...] = field(default=())
     capture_source: str = "live"
     captured_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Entries make their own text storable (tasks.entries); the feed's own values get the same.
+        for name in ("title", "link", "language"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, storable_text(value))
+        links = tuple((storable_text(rel), storable_text(href)) for rel, href in self.links)
+        object.__setattr__(self, "links", links)
 
     def link_to(self, rel: str) -> str | None:
         """The absolute URL of the feed-level link with relation ``rel`` (prev-archive, next, ...)."""
@@ -99,7 +115,8 @@ def _parse_xml(fetched: FetchResult, base_url: str, fast_path: bool) -> ParsedFe
         )
     headers = {k.lower(): v for k, v in fetched.headers.items()}
     headers.setdefault("content-location", base_url)
-    fast, well_formed = read_feed_fast(fetched.body or b"", headers) if fast_path else (None, False)
+    body = replace_impossible_references(fetched.body or b"")
+    fast, well_formed = read_feed_fast(body, headers) if fast_path else (None, False)
     if fast is not None:
         return ParsedFeed(
             source_id=fetched.source_id,
@@ -120,7 +137,7 @@ def _parse_xml(fetched: FetchResult, base_url: str, fast_path: bool) -> ParsedFe
     # (fast_path=False keeps feedparser's own resolver: the reference the tests compare against.)
     own_resolver = fast_path and well_formed  # an ill-formed body gets feedparser's loose rules
     parsed = feedparser.parse(
-        fetched.body, response_headers=headers, sanitize_html=False, resolve_relative_uris=not own_resolver
+        body, response_headers=headers, sanitize_html=False, resolve_relative_uris=not own_resolver
     )
     warnings: list[str] = []
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
@@ -164,6 +181,25 @@ def _parse_xml(fetched: FetchResult, base_url: str, fast_path: bool) -> ParsedFe
         capture_source=fetched.capture_source,
         captured_at=fetched.captured_at,
     )
+
+
+def replace_impossible_references(body: bytes) -> bytes:
+    """Return the body with references to surrogates or past U+10FFFF made references to U+FFFD."""
+    if _CHARACTER_REFERENCE.search(body) is None:
+        return body
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        digits, base = (match.group(1), 16) if match.group(1) else (match.group(2), 10)
+        # Past 8 significant digits the value is out of range in either base; int() is not needed.
+        significant = digits.lstrip(b"0")
+        if len(significant) > 8:
+            return b"&#xFFFD;"
+        code_point = int(significant or b"0", base)
+        if code_point > _MAX_CODE_POINT or code_point in _SURROGATES:
+            return b"&#xFFFD;"
+        return match.group(0)
+
+    return _CHARACTER_REFERENCE.sub(replace, body)
 
 
 def _feed_links(feed_meta: Mapping[str, Any], base_url: str) -> tuple[tuple[str, str], ...]:

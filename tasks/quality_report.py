@@ -15,6 +15,13 @@ from typing import Any
 
 from schemas.article import SCHEMA_VERSION
 from tasks.lake_layout import validation_key
+from tasks.quality_charts import (
+    CHART_STYLE,
+    DEFAULT_WEEKS,
+    daily_series,
+    document_time,
+    render_history_section,
+)
 from tasks.report import markdown_table
 from tasks.validate import ValidationOutcome
 
@@ -22,8 +29,14 @@ QUALITY_COLUMNS = ("source", "checked", "passed", "warned", "rejected", "status"
 COUNTS = ("checked", "passed", "warned", "rejected")
 
 
-def validation_document(outcome: ValidationOutcome, run_id: str, kind: str) -> dict[str, Any]:
-    """The per-run validation record kept in the lake."""
+def validation_document(
+    outcome: ValidationOutcome, run_id: str, kind: str, unreachable: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The per-run validation record kept in the lake.
+
+    ``unreachable`` names the sources whose fetch or parse failed this run, with the reason; they
+    checked no rows, and the history charts count them as failed runs.
+    """
     sources: list[dict[str, Any]] = [
         {
             "source_id": source_id,
@@ -40,6 +53,7 @@ def validation_document(outcome: ValidationOutcome, run_id: str, kind: str) -> d
     totals["sources"] = len(sources)
     totals["sources_failed"] = sum(1 for s in sources if s["failed"])
     totals["sources_flagged"] = sum(1 for s in sources if s["flags"])
+    totals["sources_unreachable"] = len(unreachable or {})
     return {
         "run_id": run_id,
         "kind": kind,
@@ -49,6 +63,7 @@ def validation_document(outcome: ValidationOutcome, run_id: str, kind: str) -> d
         "validate_seconds": round(outcome.seconds, 4),
         "totals": totals,
         "sources": sources,
+        "unreachable": dict(sorted((unreachable or {}).items())),
         "expectations": [
             {
                 "label": r.spec.label,
@@ -68,19 +83,31 @@ def validation_document(outcome: ValidationOutcome, run_id: str, kind: str) -> d
 
 
 def has_findings(document: Mapping[str, Any]) -> bool:
-    """Whether a run's validation is worth keeping: rows were checked or a source was flagged."""
+    """Whether a run's validation is worth keeping: rows checked, or a source flagged, failed, unreachable."""
     totals = document["totals"]
-    return bool(totals["checked"] or totals["sources_flagged"] or totals["sources_failed"])
+    return bool(
+        totals["checked"]
+        or totals["sources_flagged"]
+        or totals["sources_failed"]
+        or totals.get("sources_unreachable")
+    )
 
 
-def quality_objects(document: Mapping[str, Any], lake: str) -> list[tuple[str, bytes]]:
-    """The run's validation JSON and its HTML page, as (key, body) to commit with the run."""
+def quality_objects(
+    document: Mapping[str, Any], lake: str, history: Sequence[Mapping[str, Any]] = ()
+) -> list[tuple[str, bytes]]:
+    """The run's validation JSON and its HTML page, as (key, body) to commit with the run.
+
+    ``history`` is earlier validation documents for the page's charts (see ``render_quality_html``).
+    """
     if not has_findings(document):
         return []
     run_id = str(document["run_id"])
+    # The page of a run shows the weeks up to that run, not up to whenever it is opened.
+    page = render_quality_html([document], lake, history=history, now=document_time(document))
     return [
         (validation_key(run_id), json.dumps(document, indent=1, sort_keys=True).encode()),
-        (validation_key(run_id, "html"), render_quality_html([document], lake).encode()),
+        (validation_key(run_id, "html"), page.encode()),
     ]
 
 
@@ -131,19 +158,35 @@ th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def render_quality_html(documents: Sequence[Mapping[str, Any]], lake: str) -> str:
-    """A self-contained HTML data-quality report of one or more runs, newest first."""
+def render_quality_html(
+    documents: Sequence[Mapping[str, Any]],
+    lake: str,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    now: datetime | None = None,
+    weeks: int = DEFAULT_WEEKS,
+) -> str:
+    """A self-contained HTML data-quality report of one or more runs, newest first, with charts.
+
+    The per-source charts cover the ``weeks`` weeks up to ``now`` (default: the current time) and
+    are drawn from ``history`` plus ``documents``: validation documents as stored in
+    ``_validation/<run_id>.json`` (``tasks.quality_charts.read_history`` reads them from a lake); a
+    run given in both counts once. Only the runs in ``documents`` get a detailed section.
+    """
     ordered = sorted(documents, key=lambda d: str(d["run_id"]), reverse=True)
+    now = now or datetime.now(UTC)
+    series = daily_series([*(history or ()), *ordered], now, weeks)
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         "<meta name=viewport content='width=device-width,initial-scale=1'>",
         "<title>feedlake data quality</title>",
-        f"<style>{_STYLE}</style></head><body>",
+        f"<style>{_STYLE}{CHART_STYLE}</style></head><body>",
         "<h1>feedlake data quality</h1>",
         f"<p>Lake <code>{_e(lake)}</code>; {len(ordered)} run(s); generated "
         f"{datetime.now(UTC).isoformat(timespec='seconds')}. Rejected rows are kept in "
         "<code>_quarantine/</code>: <code>feedlake quarantine list</code> shows them, "
         "<code>feedlake quarantine replay</code> moves those that pass after a fix.</p>",
+        render_history_section(series, weeks),
         "<h2>Runs</h2>",
         _runs_table(ordered),
     ]
@@ -188,6 +231,12 @@ def _run_section(document: Mapping[str, Any]) -> str:
         cells.append(f"<td class={status} {where} data-metric=status>{status}</td>")
         cells.append(f"<td>{notes}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
+    for source_id, reason in (document.get("unreachable") or {}).items():
+        source, where = _e(source_id), f"data-run='{run}' data-source='{_e(source_id)}'"
+        rows.append(
+            f"<tr><td>{source}</td>{'<td class=n>0</td>' * len(COUNTS)}"
+            f"<td class=failed {where} data-metric=status>unreachable</td><td>{_e(reason)}</td></tr>"
+        )
     parts.append(_table(QUALITY_COLUMNS, rows, f"sources-{run}"))
     parts.append("<h3>Expectations</h3>")
     rows = []

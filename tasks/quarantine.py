@@ -4,7 +4,8 @@ Replay re-validates every held row (of one source, if asked) with the suite as i
 in batches by source and original run. Rows that now pass move to ``articles/``; every quarantine
 file that held one of them is replaced by a file of its remaining rows. One commit record adds the
 new files and names the replaced ones, so a crash at any point leaves each row in exactly one of
-the two tables, and a second replay finds nothing more to move.
+the two tables, and a second replay finds nothing more to move. Rows held at stage ``normalize``
+(items that could not be normalized) are not replayed: they hold raw text, not an article.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.article import ARTICLE_SCHEMA
 from tasks.commit import commit_run, live_files
 from tasks.errors import StoreError
 from tasks.lake_layout import ARTICLES, QUARANTINE
+from tasks.normalize import NORMALIZE_STAGE
 from tasks.quality_report import quality_objects, validation_document
 from tasks.storage import ObjectStore
 from tasks.validate import ArticleValidator, SourceQuality, quarantine_schema
@@ -85,7 +88,9 @@ def replay_quarantine(
     dry_run: bool = False,
 ) -> ReplayResult:
     """Move held rows that pass the current suite into ``articles/``, in one commit."""
-    held = read_quarantine(store, source_id)
+    every = read_quarantine(store, source_id)
+    unreplayable = pc.equal(every.column("stage"), NORMALIZE_STAGE)
+    held, kept_as_is = every.filter(pc.invert(unreplayable)), every.filter(unreplayable)
     if held.num_rows == 0:
         return ReplayResult(run_id)
     rows = held.select(ARTICLE_SCHEMA.names).cast(ARTICLE_SCHEMA)
@@ -100,6 +105,10 @@ def replay_quarantine(
     remaining = outcome.quarantined.take(
         pa.array([i for i, p in enumerate(outcome.held_positions) if files[p] in replaced_set], pa.int64())
     )
+    # Unreplayed rows that share a replaced file go to its replacement too, unchanged.
+    in_replaced = pc.is_in(kept_as_is.column(FILE_COLUMN), pa.array(replaced, pa.string()))
+    carried = kept_as_is.filter(in_replaced).select(QUARANTINE_SCHEMA.names).cast(remaining.schema)
+    remaining = pa.concat_tables([remaining, carried])
     planned = [(ARTICLES, f) for f in plan_files(outcome.accepted, ARTICLES, row_group_rows)]
     planned += [(QUARANTINE, f) for f in plan_files(remaining, QUARANTINE, row_group_rows)]
     # A new file can never be one of those it replaces, or deleting the old would delete the new.

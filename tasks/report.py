@@ -25,6 +25,7 @@ class RunSummary:
     validate_seconds: float = 0.0
     run_seconds: float = 0.0
     quality_report: str | None = None
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def sources_not_modified(self) -> int:
@@ -100,6 +101,8 @@ def format_markdown(summary: RunSummary) -> str:
         "",
         markdown_table(COLUMNS, [_cells(r, 200) for r in summary.reports]),
     ]
+    if summary.warnings:
+        lines += ["", "Warnings about the lake:", *[f"- {w}" for w in summary.warnings]]
     if summary.recovered:
         lines += ["", "Recovered from an earlier interrupted run:", *[f"- {a}" for a in summary.recovered]]
     return "\n".join(lines)

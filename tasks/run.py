@@ -1,30 +1,35 @@
-"""One poll run's stages applied across many sources, with per-source error capture.
+"""One poll run's stages applied across many sources, each source behind its own boundary.
 
 Each function takes the previous stage's output for every source and returns its own, recording
-per source what happened. A broken source is recorded and skipped; it never stops the others.
+per source what happened. Every per-source step (state reads, fetch result handling, parse,
+normalize, dedup) runs inside ``SourceBoundary``: whatever it raises, a FeedlakeError or any other
+exception (kind ``bug``), becomes that source's error and the source leaves the run; the others go
+on. Only BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) pass through.
+A damaged state object of a source is set aside and rebuilt, and the source gets a warning.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import TracebackType
 
 import pyarrow as pa
 
 from schemas.article import ARTICLE_SCHEMA
-from tasks.commit import CommitRecord, commit_run
+from tasks.commit import CommitRecord, commit_run, rebuild_seen
 from tasks.dedup import drop_seen
-from tasks.errors import FeedlakeError
+from tasks.errors import BUG_KIND, DamagedObjectError, FeedlakeError, bug_reason
 from tasks.fetch import FeedValidators, FetchResult
 from tasks.lake_layout import ARTICLES, QUARANTINE
 from tasks.lease import confirm_lease
-from tasks.normalize import normalize_feed
+from tasks.normalize import normalize_entries
 from tasks.parse import parse_feed
 from tasks.sources import Source
-from tasks.state import read_seen
+from tasks.state import read_seen, read_source_validators, set_aside
 from tasks.storage import ObjectStore
-from tasks.validate import FeedFacts, ValidationOutcome
+from tasks.validate import FeedFacts, SourceQuality, ValidationOutcome
 from tasks.write import plan_files
 
 log = logging.getLogger(__name__)
@@ -46,13 +51,50 @@ class SourceReport:
     error_kind: str | None = None
     moved_to: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stage: str | None = None
 
-    def fail(self, error: FeedlakeError) -> None:
-        """Record a terminal problem for this source."""
+    def fail(self, error: FeedlakeError, stage: str | None = None) -> None:
+        """Record a terminal problem for this source (at ``stage``: fetch, parse, normalize, ...)."""
         self.status = "error"
         # The source is this report's key already; the reason is what a reader needs.
         self.error = error.reason if error.url is None else f"{error.reason} ({error.url})"
         self.error_kind = error.kind
+        self.stage = stage or self.stage
+
+    def fail_bug(self, exc: BaseException, stage: str) -> None:
+        """Record an exception feedlake did not raise on purpose: kind ``bug``, type and message."""
+        self.status = "error"
+        self.error = bug_reason(exc)
+        self.error_kind = BUG_KIND
+        self.stage = stage
+
+
+class SourceBoundary:
+    """``with SourceBoundary(report, stage) as step:`` turns any exception of the block into the
+    source's error; ``step.failed`` then tells the caller to drop the source from the run."""
+
+    def __init__(self, report: SourceReport, stage: str) -> None:
+        self.report = report
+        self.stage = stage
+        self.failed = False
+
+    def __enter__(self) -> SourceBoundary:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
+    ) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        self.failed = True
+        if isinstance(exc, FeedlakeError):
+            self.report.fail(exc, self.stage)
+        else:
+            # The one WARNING line per failed source comes from the run; the traceback is for
+            # whoever debugs the bug.
+            log.debug("source %s: bug at %s", self.report.source_id, self.stage, exc_info=exc)
+            self.report.fail_bug(exc, self.stage)
+        return True
 
 
 @dataclass(frozen=True)
@@ -62,6 +104,8 @@ class NormalizedSource:
     source_id: str
     rows: pa.RecordBatch
     validators: FeedValidators | None
+    # Items that could not be normalized, as quarantine rows (stage ``normalize``); None: none.
+    held: pa.RecordBatch | None = None
 
 
 def start_reports(sources: Sequence[Source]) -> dict[str, SourceReport]:
@@ -80,33 +124,74 @@ def normalize_fetched(
     normalized = []
     for result in fetched:
         report = reports[result.source_id]
-        report.http_status = result.status
-        if result.moved_to is not None:
-            report.moved_to = result.moved_to
-            report.warnings.append(
-                f"moved permanently to {result.moved_to}; polling that from now on (update the sources file)"
-            )
-        if result.error is not None:
-            report.fail(result.error)
+        with SourceBoundary(report, "fetch") as step:
+            report.http_status = result.status
+            if result.moved_to is not None:
+                report.moved_to = result.moved_to
+                shown = by_id[result.source_id].redact(result.moved_to) if result.source_id in by_id else ""
+                report.warnings.append(
+                    f"moved permanently to {shown}; polling that from now on (update the sources file)"
+                )
+            if result.error is not None:
+                report.fail(result.error, "fetch")
+            elif result.not_modified:
+                report.status = "not_modified"
+        if step.failed or report.status in ("error", "not_modified"):
             continue
-        if result.not_modified:
-            report.status = "not_modified"
-            continue
-        try:
+        with SourceBoundary(report, "parse") as step:
             parsed = parse_feed(result)
-            batch = normalize_feed(parsed, by_id[result.source_id], run_id)
-        except FeedlakeError as exc:
-            report.fail(exc)
+        if step.failed:
             continue
-        except Exception as exc:  # noqa: BLE001 - one feed's surprise must not stop the run
-            log.exception("unexpected error normalizing source %s", result.source_id)
-            report.status, report.error, report.error_kind = "error", f"{type(exc).__name__}: {exc}", "bug"
+        with SourceBoundary(report, "normalize") as step:
+            feed = normalize_entries(parsed, by_id[result.source_id], run_id)
+            report.warnings.extend(parsed.warnings)
+            if feed.held is not None:
+                report.warnings.append(
+                    f"{feed.held.num_rows} item(s) could not be normalized; held in quarantine"
+                )
+        if step.failed:
             continue
         report.status = "ok"
-        report.fetched = batch.num_rows
-        report.warnings.extend(parsed.warnings)
-        normalized.append(NormalizedSource(result.source_id, batch, result.validators))
+        report.fetched = feed.rows.num_rows + (0 if feed.held is None else feed.held.num_rows)
+        normalized.append(NormalizedSource(result.source_id, feed.rows, result.validators, feed.held))
     return normalized
+
+
+def read_stored_validators(
+    store: ObjectStore, sources: Sequence[Source], reports: dict[str, SourceReport]
+) -> dict[str, FeedValidators]:
+    """Each source's stored validators; a damaged state object is set aside (the feed is fetched
+    in full, with a warning), any other failure fails that source alone."""
+    found: dict[str, FeedValidators] = {}
+    for source in sources:
+        report = reports[source.id]
+        with SourceBoundary(report, "state"):
+            try:
+                value = read_source_validators(store, source.id)
+            except DamagedObjectError as exc:
+                moved = set_aside(store, exc.key)
+                report.warnings.append(f"{exc.reason}; moved to {moved}, fetching the feed in full")
+                log.warning("source %s: %s; moved to %s", source.id, exc.reason, moved)
+                value = None
+            if value is not None:
+                found[source.id] = value
+    return found
+
+
+def read_seen_repairing(store: ObjectStore, report: SourceReport, article_ids: pa.Array) -> pa.Array:
+    """``read_seen``; each damaged index object met is set aside and the index rebuilt from the
+    table's keys, with a warning on the source (a few tries: several objects may be damaged)."""
+    for _ in range(3):
+        try:
+            return read_seen(store, report.source_id, article_ids)
+        except DamagedObjectError as exc:
+            moved = set_aside(store, exc.key)
+            count = rebuild_seen(store, report.source_id)
+            report.warnings.append(
+                f"{exc.reason}; moved to {moved}, seen index rebuilt from {count} committed row keys"
+            )
+            log.warning("source %s: %s; moved to %s, index rebuilt", report.source_id, exc.reason, moved)
+    return read_seen(store, report.source_id, article_ids)
 
 
 def drop_duplicates(
@@ -115,11 +200,38 @@ def drop_duplicates(
     """Drop rows each source's seen index already holds (reading only the buckets of these articles)."""
     kept = []
     for item in normalized:
-        seen = read_seen(store, item.source_id, item.rows.column("article_id"))
-        result = drop_seen(item.rows, seen)
-        reports[item.source_id].duplicate = result.duplicates
-        kept.append(NormalizedSource(item.source_id, result.new, item.validators))
+        report = reports[item.source_id]
+        with SourceBoundary(report, "dedup") as step:
+            ids = item.rows.column("article_id")
+            if item.held is not None:
+                ids = pa.concat_arrays([ids, item.held.column("article_id")])
+            seen = read_seen_repairing(store, report, ids)
+            result = drop_seen(item.rows, seen)
+            held = None if item.held is None else drop_seen(item.held, seen)
+            # A held item is a row of the run like the others: once committed, it is not held again.
+            report.duplicate = result.duplicates + (0 if held is None else held.duplicates)
+            new_held = None if held is None or held.new.num_rows == 0 else held.new
+        if not step.failed:
+            kept.append(NormalizedSource(item.source_id, result.new, item.validators, new_held))
     return kept
+
+
+def with_held_items(outcome: ValidationOutcome, normalized: Sequence[NormalizedSource]) -> ValidationOutcome:
+    """The validation outcome plus the items normalize could not turn into rows, in quarantine."""
+    held = [n.held for n in normalized if n.held is not None]
+    if not held:
+        return outcome
+    by_source = dict(outcome.by_source)
+    for n in normalized:
+        if n.held is not None:
+            quality = by_source.get(n.source_id) or SourceQuality()
+            by_source[n.source_id] = replace(
+                quality,
+                checked=quality.checked + n.held.num_rows,
+                rejected=quality.rejected + n.held.num_rows,
+            )
+    tables = [outcome.quarantined, pa.Table.from_batches(held).cast(outcome.quarantined.schema)]
+    return replace(outcome, quarantined=pa.concat_tables(tables), by_source=by_source)
 
 
 def combine_rows(normalized: Sequence[NormalizedSource]) -> pa.Table:
@@ -173,3 +285,15 @@ def write_and_commit(
     # A run that lost its lease (it stalled past the expiry) must not commit over its successor.
     confirm_lease(store, run_id, lease_seconds)
     return commit_run(store, run_id, files, committed_rows, validators, reports=quality_objects)
+
+
+def redact_reports(reports: Mapping[str, SourceReport], sources: Sequence[Source]) -> None:
+    """Hide every placeholder value (a secret) in the reports' errors and warnings before they are shown."""
+    by_id = {s.id: s for s in sources}
+    for report in reports.values():
+        source = by_id.get(report.source_id)
+        if source is None or not source.substitutions:
+            continue
+        if report.error:
+            report.error = source.redact(report.error)
+        report.warnings = [source.redact(warning) for warning in report.warnings]

@@ -76,6 +76,9 @@ class FeedlakeSettings(BaseSettings):
         "~/.feedlake",
         description="Where `feedlake serve` keeps its own Prefect server's database and logs",
     )
+    serve_port: int = Field(
+        4200, ge=0, le=65535, description="Port of the Prefect server that `feedlake serve` starts (0: any)"
+    )
     history_days: float = Field(
         14.0, gt=0, description="Days of flow runs, logs and events kept in the Prefect database"
     )

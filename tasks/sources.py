@@ -1,22 +1,38 @@
-"""Sources file: load and check the YAML catalog of feeds, reporting every error with its line."""
+"""Sources file: load and check the YAML catalog of feeds, reporting every error with its line.
+
+The file is read by a YAML parser that accepts plain data only: tags (``!!python/object``,
+``!foo``), anchors and aliases are refused, and so is nesting deeper than any catalog needs, so
+a hostile file can neither run code nor expand exponentially. Every problem carries its line.
+
+``${FEEDLAKE_VAR_NAME}`` placeholders in URLs are filled from environment variables of that
+prefix only (never the rest of the environment); each substituted value is kept on the Source so
+that ``Source.display_url`` and ``redact`` can hide it wherever a URL is shown or stored.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
+import idna
 import yaml
 
 from tasks.errors import ConfigError
 
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SOURCE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 KINDS = ("official", "news", "blog")
-INTERVAL = re.compile(r"^(\d+)([smhd])$")
+INTERVAL = re.compile(r"(\d+)([smhd])")
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+VARIABLE_PREFIX = "FEEDLAKE_VAR_"
+# A catalog is a mapping > list > mapping > tag list: four levels. Deeper nesting is refused
+# before composing, so no recursion depth or node count is ever at an attacker's choice.
+MAX_DEPTH = 8
 KNOWN_KEYS = frozenset(
     {
         "id",
@@ -33,11 +49,16 @@ KNOWN_KEYS = frozenset(
 )
 REQUIRED_KEYS = ("id", "url", "name", "publisher", "kind")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SHOWN_CHARS = 80
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Source:
-    """One feed to poll, as declared in the sources file."""
+    """One feed to poll, as declared in the sources file.
+
+    ``url`` is the URL to fetch, placeholders filled in; show ``display_url`` instead, and pass
+    any message that may quote the URL through ``redact``.
+    """
 
     id: str
     url: str
@@ -49,6 +70,26 @@ class Source:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     poll_interval_seconds: int | None = None
+    # (placeholder name, value) of every ${FEEDLAKE_VAR_*} substituted into ``url``.
+    substitutions: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def display_url(self) -> str:
+        """The URL with every substituted value shown as its ``${NAME}`` placeholder."""
+        return self.redact(self.url)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every value substituted into this source's URL replaced by ``${NAME}``."""
+        return redact_values(text, self.substitutions)
+
+    def __repr__(self) -> str:
+        shown = []
+        for item in fields(self):
+            if item.name == "substitutions":
+                continue
+            value = self.display_url if item.name == "url" else getattr(self, item.name)
+            shown.append(f"{item.name}={value!r}")
+        return f"Source({', '.join(shown)})"
 
 
 @dataclass(frozen=True)
@@ -73,47 +114,121 @@ class SourcesCheck:
 
 def parse_interval(text: str) -> int:
     """Turn ``15m`` / ``1h`` / ``30s`` / ``1d`` into seconds."""
-    match = INTERVAL.match(text.strip())
+    match = INTERVAL.fullmatch(text.strip())
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"poll_interval {text!r} is not like 30s, 15m, 1h or 1d")
     return int(match.group(1)) * _SECONDS[match.group(2)]
 
 
-def expand_variables(text: str, variables: Mapping[str, str]) -> str:
-    """Replace ``${NAME}`` with its value from ``variables``; raise KeyError naming a missing one."""
+def placeholder_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables placeholders may read: only those named ``FEEDLAKE_VAR_*``."""
+    return {k: v for k, v in environ.items() if k.startswith(VARIABLE_PREFIX)}
+
+
+def expand_variables(text: str, variables: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Fill ``${FEEDLAKE_VAR_NAME}`` placeholders; return the text and the (name, value) pairs used.
+
+    Raises KeyError naming a placeholder outside the prefix or not set. Only ``FEEDLAKE_VAR_*``
+    entries of ``variables`` are read, so passing the whole environment is safe.
+    """
+    used: dict[str, str] = {}
 
     def replace(match: re.Match[str]) -> str:
-        return variables[match.group(1)]
+        name = match.group(1)
+        if not name.startswith(VARIABLE_PREFIX) or name not in variables:
+            raise KeyError(name)
+        used[name] = variables[name]
+        return variables[name]
 
-    return VARIABLE.sub(replace, text)
+    return VARIABLE.sub(replace, text), tuple(used.items())
+
+
+def redact_values(text: str, substitutions: Iterable[tuple[str, str]]) -> str:
+    """Replace each substituted value in ``text`` (raw or percent-encoded) by ``${NAME}``."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in substitutions:
+        if not value:
+            continue
+        # An HTTP client or server may quote the URL back percent-encoded: hide those forms too.
+        for form in {value, quote(value, safe=""), quote(value, safe="/:")}:
+            pairs.append((form, f"${{{name}}}"))
+    # Longest first, so a value that contains another is replaced whole.
+    for form, placeholder in sorted(pairs, key=lambda pair: len(pair[0]), reverse=True):
+        text = text.replace(form, placeholder)
+    return text
+
+
+def redact(text: str, sources: Iterable[Source]) -> str:
+    """``text`` with every placeholder value of every source replaced by its ``${NAME}``."""
+    return redact_values(text, (pair for source in sources for pair in source.substitutions))
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be fetched as a feed (scheme, host, port, IDNA), or None if it can."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "url contains whitespace or control characters (percent-encode them)"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"url is malformed: {exc}"
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return f"url must be an absolute http(s) URL, got {_shown(url)}"
+    host = parts.hostname
+    if not host:
+        return f"url {_shown(url)} has no host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return f"url {_shown(url)} has a port that is not a number in 1..65535"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        return f"url {_shown(url)} has an invalid IPv6 address"
+    try:
+        # Underscores are not valid IDNA but are common in real host names, and httpx accepts them.
+        idna.encode(host.replace("_", "a"), uts46=True)
+    except (idna.IDNAError, UnicodeError) as exc:
+        return f"url host {_shown(host)} is not a valid domain name ({exc})"
+    return None
 
 
 def check_sources(path: str | Path, variables: Mapping[str, str] | None = None) -> SourcesCheck:
-    """Read a sources file and return its valid sources plus every problem, each with its line."""
+    """Read a sources file and return its valid sources plus every problem, each with its line.
+
+    ``variables`` is usually ``os.environ``: only its ``FEEDLAKE_VAR_*`` entries are read.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read sources file {path}: {exc}") from exc
+    return check_sources_text(text, str(path), variables)
+
+
+def check_sources_text(
+    text: str, path: str = "<sources>", variables: Mapping[str, str] | None = None
+) -> SourcesCheck:
+    """Check the text of a sources file; ``path`` only names it in the result."""
     try:
+        refused = _refused_constructs(text)
         # libyaml's C loader when present: a catalog of a thousand sources loads in milliseconds.
-        root = yaml.compose(text, Loader=_LOADER)
+        root = None if refused else yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        last_line = max(1, len(text.splitlines()))
-        if line > last_line:
-            # The parser ran off the end (say, an unclosed quote): point where the construct began.
-            context = getattr(exc, "context_mark", None)
-            line = context.line + 1 if context is not None else last_line
-        problem = SourceProblem(line, f"not valid YAML: {getattr(exc, 'problem', exc)}")
-        return SourcesCheck(str(path), (), (problem,))
+        return SourcesCheck(path, (), (_syntax_problem(exc, text),))
+    if refused:
+        return SourcesCheck(path, (), tuple(refused))
+    allowed = placeholder_variables(variables or {})
     problems: list[SourceProblem] = []
     entries = _source_nodes(root, problems)
     sources: list[Source] = []
     seen_ids: dict[str, int] = {}
     for node in entries:
-        source = _read_source(node, variables or {}, problems)
+        source = _read_source(node, allowed, problems)
         if source is None:
             continue
         line = node.start_mark.line + 1
@@ -124,7 +239,7 @@ def check_sources(path: str | Path, variables: Mapping[str, str] | None = None) 
             continue
         seen_ids[source.id] = line
         sources.append(source)
-    return SourcesCheck(str(path), tuple(sources), tuple(problems))
+    return SourcesCheck(path, tuple(sources), tuple(problems))
 
 
 def load_sources(path: str | Path, variables: Mapping[str, str] | None = None) -> tuple[Source, ...]:
@@ -136,6 +251,47 @@ def load_sources(path: str | Path, variables: Mapping[str, str] | None = None) -
     return checked.sources
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "...")
+
+
+def _syntax_problem(exc: yaml.YAMLError, text: str) -> SourceProblem:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    last_line = max(1, len(text.splitlines()))
+    if line > last_line:
+        # The parser ran off the end (say, an unclosed quote): point where the construct began.
+        context = getattr(exc, "context_mark", None)
+        line = context.line + 1 if context is not None else last_line
+    return SourceProblem(line, f"not valid YAML: {getattr(exc, 'problem', None) or exc}")
+
+
+def _refused_constructs(text: str) -> list[SourceProblem]:
+    """Tags, anchors, aliases and deep nesting, found from the event stream before composing."""
+    problems: list[SourceProblem] = []
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.AliasEvent):
+            problems.append(SourceProblem(line, f"YAML aliases (*{event.anchor}) are not allowed"))
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            if isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            continue
+        if event.anchor is not None:
+            problems.append(SourceProblem(line, f"YAML anchors (&{event.anchor}) are not allowed"))
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            problems.append(SourceProblem(line, f"YAML tags ({_shown(tag)}) are not allowed"))
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                problems.append(SourceProblem(line, f"nested deeper than {MAX_DEPTH} levels"))
+                break
+    return problems
+
+
 def _source_nodes(root: yaml.Node | None, problems: list[SourceProblem]) -> list[yaml.MappingNode]:
     if root is None:
         problems.append(SourceProblem(1, "file is empty; expected a mapping with a 'sources:' list"))
@@ -144,7 +300,7 @@ def _source_nodes(root: yaml.Node | None, problems: list[SourceProblem]) -> list
         problems.append(SourceProblem(root.start_mark.line + 1, "expected a mapping with a 'sources:' list"))
         return []
     for key, value in root.value:
-        if key.value != "sources":
+        if not isinstance(key, yaml.ScalarNode) or key.value != "sources":
             continue
         if not isinstance(value, yaml.SequenceNode):
             problems.append(SourceProblem(value.start_mark.line + 1, "'sources' must be a list"))
@@ -160,26 +316,50 @@ def _source_nodes(root: yaml.Node | None, problems: list[SourceProblem]) -> list
     return []
 
 
+def _construct(node: yaml.Node) -> object:
+    # The safe loader's rules, applied to the node already composed (no re-serializing). With
+    # tags refused, what can still fail is an implicit type with a bad value (2024-13-45).
+    try:
+        return yaml.constructor.SafeConstructor().construct_document(node)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise _UnreadableValue(str(exc)) from exc
+
+
+class _UnreadableValue(Exception):
+    pass
+
+
 def _read_source(
     node: yaml.MappingNode, variables: Mapping[str, str], problems: list[SourceProblem]
 ) -> Source | None:
     start = len(problems)
     values: dict[str, object] = {}
     lines: dict[str, int] = {}
+    unreadable: set[str] = set()
     for key_node, value_node in node.value:
-        key = str(key_node.value)
         line = key_node.start_mark.line + 1
-        if key not in KNOWN_KEYS:
-            problems.append(SourceProblem(line, f"unknown key {key!r}"))
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.append(SourceProblem(line, "keys must be plain words like 'url'"))
             continue
-        # The safe loader's rules, applied to the node already composed (no re-serializing).
-        values[key] = yaml.constructor.SafeConstructor().construct_document(value_node)
+        key = str(key_node.value)
+        if key not in KNOWN_KEYS:
+            problems.append(SourceProblem(line, f"unknown key {_shown(key)}"))
+            continue
+        if key in values:
+            problems.append(SourceProblem(line, f"key {key!r} appears twice (first on line {lines[key]})"))
+            continue
+        try:
+            values[key] = _construct(value_node)
+        except _UnreadableValue as exc:
+            problems.append(SourceProblem(value_node.start_mark.line + 1, f"{key!r}: {exc}"))
+            unreadable.add(key)
+            continue
         lines[key] = line
     entry_line = node.start_mark.line + 1
-    missing = [key for key in REQUIRED_KEYS if values.get(key) in (None, "")]
+    missing = [key for key in REQUIRED_KEYS if key not in unreadable and values.get(key) in (None, "")]
     for key in missing:
         problems.append(SourceProblem(entry_line, f"missing required key {key!r}"))
-    if missing:
+    if missing or len(problems) > start:
         return None
 
     def text(key: str) -> str | None:
@@ -192,12 +372,12 @@ def _read_source(
         return str(value)
 
     source_id = text("id") or ""
-    label = f"source {source_id!r}: "
-    if source_id and not SOURCE_ID.match(source_id):
+    label = f"source {_shown(source_id)}: "
+    if source_id and not SOURCE_ID.fullmatch(source_id):
         problems.append(
             SourceProblem(lines["id"], f"{label}id must be a lowercase slug (a-z, 0-9, '-', '_')")
         )
-    url = _check_url(text("url") or "", variables, lines["url"], label, problems)
+    url, substitutions = _check_url(text("url") or "", variables, lines["url"], label, problems)
     kind = text("kind") or ""
     if kind not in KINDS:
         problems.append(SourceProblem(lines["kind"], f"{label}kind must be one of {', '.join(KINDS)}"))
@@ -230,17 +410,28 @@ def _read_source(
         tags=tuple(str(t) for t in tags),
         enabled=bool(enabled),
         poll_interval_seconds=interval,
+        substitutions=substitutions,
     )
 
 
 def _check_url(
     raw: str, variables: Mapping[str, str], line: int, label: str, problems: list[SourceProblem]
-) -> str:
+) -> tuple[str, tuple[tuple[str, str], ...]]:
     try:
-        url = expand_variables(raw, variables)
+        url, substitutions = expand_variables(raw, variables)
     except KeyError as exc:
-        problems.append(SourceProblem(line, f"{label}url uses ${{{exc.args[0]}}}, which is not set"))
-        return raw
-    if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
-        problems.append(SourceProblem(line, f"{label}url must be an absolute http(s) URL, got {url!r}"))
-    return url
+        name = str(exc.args[0])
+        if name.startswith(VARIABLE_PREFIX):
+            reason = f"url uses ${{{name}}}, which is not set"
+        else:
+            reason = (
+                f"url uses ${{{name}}}: placeholders are read only from {VARIABLE_PREFIX}* "
+                f"variables (write ${{{VARIABLE_PREFIX}{name}}} and set that variable)"
+            )
+        problems.append(SourceProblem(line, f"{label}{reason}"))
+        return raw, ()
+    problem = url_problem(url)
+    if problem is not None:
+        # The message quotes the URL: never with a placeholder's value in it.
+        problems.append(SourceProblem(line, label + redact_values(problem, substitutions)))
+    return url, substitutions

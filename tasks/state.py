@@ -18,6 +18,11 @@ holds a subset of the committed keys. Keys reach the delta before any fold, and 
 the root or buckets hold them. A new level is written in full before the root is swapped
 (If-Match) to point at it; that swap is the one step that makes it live, so a crash before it
 leaves the old index in force, and the rerun's unions complete the orphans.
+
+Damage: an object whose bytes do not decode raises ``DamagedObjectError`` naming its key. The run
+moves it aside with ``set_aside`` (copied under ``_state/damaged/``, never deleted) and rebuilds
+what it held: validators are simply fetched again, a seen index is rebuilt from the table's keys
+(``commit.rebuild_seen``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TypeVar
 
@@ -39,11 +45,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.errors import StoreTransientError
+from tasks.errors import DamagedObjectError, StoreTransientError
 from tasks.fetch import FeedValidators
 from tasks.lake_layout import feed_state_key, seen_bucket_key, seen_delta_key, seen_key
 from tasks.storage import MAX_CAS_ATTEMPTS, ObjectStore, replace_if_match, update_object
 
+DAMAGED = "_state/damaged"
 SEEN_SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False)])
 SEEN_SPLIT_AT = 16_384
 # Requests in flight at once: on S3 each bucket is a round trip, so a poll waits for a few, not for
@@ -65,12 +72,49 @@ def read_validators(store: ObjectStore, source_ids: Iterable[str]) -> dict[str, 
     """Return the stored ETag / Last-Modified of each source that has any."""
     found: dict[str, FeedValidators] = {}
     for source_id in source_ids:
-        raw = store.get(feed_state_key(source_id))
-        if raw is None:
-            continue
-        state = json.loads(raw)
-        found[source_id] = FeedValidators(etag=state.get("etag"), last_modified=state.get("last_modified"))
+        value = read_source_validators(store, source_id)
+        if value is not None:
+            found[source_id] = value
     return found
+
+
+def read_source_validators(store: ObjectStore, source_id: str) -> FeedValidators | None:
+    """Return one source's stored validators (None if it has none); DamagedObjectError if unreadable."""
+    key = feed_state_key(source_id)
+    raw = store.get(key)
+    return None if raw is None else _feed_state(raw, key, source_id).validators
+
+
+def set_aside(store: ObjectStore, key: str, now: datetime | None = None) -> str:
+    """Move a damaged object to ``_state/damaged/<key>.<UTC stamp>`` (copied, then removed); return
+    the new key. Its bytes are kept for a person to look at: feedlake never deletes them."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    raw = store.get(key)
+    moved = f"{DAMAGED}/{key}.{stamp}"
+    if raw is not None:
+        store.put(moved, raw)
+        store.delete(key)
+    return moved
+
+
+@dataclass(frozen=True)
+class _FeedState:
+    validators: FeedValidators
+    run_id: str
+
+
+def _feed_state(raw: bytes, key: str, source_id: str | None = None) -> _FeedState:
+    """Decode a feed state object, checking every field's type."""
+    try:
+        state = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedObjectError(key, f"not JSON ({exc})", source_id=source_id) from None
+    if not isinstance(state, dict):
+        raise DamagedObjectError(key, "not a JSON object", source_id=source_id)
+    etag, modified, run_id = state.get("etag"), state.get("last_modified"), state.get("run_id", "")
+    if not all(v is None or isinstance(v, str) for v in (etag, modified, run_id)):
+        raise DamagedObjectError(key, "etag, last_modified and run_id must be strings", source_id=source_id)
+    return _FeedState(FeedValidators(etag=etag, last_modified=modified), str(run_id or ""))
 
 
 def write_validators(store: ObjectStore, validators: Mapping[str, FeedValidators], run_id: str) -> None:
@@ -79,11 +123,16 @@ def write_validators(store: ObjectStore, validators: Mapping[str, FeedValidators
         document = {"etag": value.etag, "last_modified": value.last_modified, "run_id": run_id}
         body = json.dumps(document, sort_keys=True).encode()
 
-        def newer_wins(current: bytes | None, body: bytes = body) -> bytes | None:
-            # Run ids sort by start time: a later run's validators stay.
-            if current is not None and str(json.loads(current).get("run_id", "")) > run_id:
-                return None
-            return body
+        def newer_wins(current: bytes | None, body: bytes = body, source_id: str = source_id) -> bytes | None:
+            # Run ids sort by start time: a later run's validators stay. A damaged object is
+            # overwritten: it holds nothing a later run could need (the run start sets it aside).
+            if current is None:
+                return body
+            try:
+                stored = _feed_state(current, feed_state_key(source_id)).run_id
+            except DamagedObjectError:
+                return body
+            return None if stored > run_id else body
 
         update_object(store, feed_state_key(source_id), newer_wins, f"feed state of {source_id}")
 
@@ -97,12 +146,17 @@ class _Root:
     level: int = 0
     previous: int = 0
     flagged: bool = False  # big enough for new keys to go to the delta first
+    key: str = ""
 
     @cached_property
     def keys(self) -> pa.Array:
         """The keys an unsplit root holds, decoded only when asked for: a merge into a big index
         reads the root's footer, never its thousands of keys."""
-        return _decode(self.raw) if self.raw is not None and self.level == 0 else pa.array([], pa.string())
+        return (
+            _decode(self.raw, self.key)
+            if self.raw is not None and self.level == 0
+            else pa.array([], pa.string())
+        )
 
     @property
     def has_delta(self) -> bool:
@@ -117,18 +171,20 @@ def read_seen(store: ObjectStore, source_id: str, article_ids: pa.Array | None =
     wanted = None if article_ids is None else article_ids.cast(pa.string()).unique()
     found = [root.keys]
     if root.has_delta:
-        raw = store.get(seen_delta_key(source_id))
-        found.append(_only(_decode(raw), wanted) if raw is not None else pa.array([], pa.string()))
+        delta = seen_delta_key(source_id)
+        raw = store.get(delta)
+        found.append(_only(_decode(raw, delta), wanted) if raw is not None else pa.array([], pa.string()))
     if root.level > 0:
         wanted_in = _ids_by_bucket(wanted, root.level)
         numbers = range(1 << root.level) if wanted_in is None else sorted(wanted_in)
         for batch in _batches(list(numbers)):
-            raws = _each(store.get, [seen_bucket_key(source_id, root.level, n) for n in batch])
+            keys = [seen_bucket_key(source_id, root.level, n) for n in batch]
+            raws = _each(store.get, keys)
             # Each bucket is filtered by its own ids only: a backfill batch holds thousands, and
             # one set of all of them rebuilt per bucket would cost more than the read.
             found += [
-                _only(_decode(raw), None if wanted_in is None else wanted_in[n])
-                for n, raw in zip(batch, raws, strict=True)
+                _only(_decode(raw, key), None if wanted_in is None else wanted_in[n])
+                for n, key, raw in zip(batch, keys, raws, strict=True)
                 if raw is not None
             ]
     return _concat(found)
@@ -161,10 +217,11 @@ def merge_seen(store: ObjectStore, source_id: str, keys: pa.Array, split_at: int
 
 def _fold(store: ObjectStore, source_id: str, split_at: int) -> None:
     """Move the delta's keys into the root or buckets, then drop them from the delta."""
-    raw = store.get(seen_delta_key(source_id))
+    delta = seen_delta_key(source_id)
+    raw = store.get(delta)
     if raw is None:
         return
-    folded = _decode(raw)
+    folded = _decode(raw, delta)
     _merge_into_base(store, source_id, folded, split_at)
 
     def drop_folded(current: bytes | None) -> bytes | None:
@@ -172,7 +229,7 @@ def _fold(store: ObjectStore, source_id: str, split_at: int) -> None:
         # in both places, which readers do not mind and the next fold tidies.
         if current is None:
             return None
-        known = _decode(current)
+        known = _decode(current, delta)
         rest = known.filter(pc.invert(pc.is_in(known, folded)))
         return None if len(rest) == len(known) else _encode(rest)
 
@@ -226,7 +283,7 @@ def _grow(store: ObjectStore, source_id: str, root: _Root, sizes: list[int], spl
     for batch in _batches(old):
         found = _each(store.get_versioned, batch)
         copied.update({key: f[1] for key, f in zip(batch, found, strict=True) if f is not None})
-        present = [_decode(f[0]) for f in found if f is not None]
+        present = [_decode(f[0], key) for key, f in zip(batch, found, strict=True) if f is not None]
         if present:
             _union_into_level(store, source_id, level, _concat(present))
     if not _point_root(store, source_id, root.etag, level, previous=root.level):
@@ -236,7 +293,7 @@ def _grow(store: ObjectStore, source_id: str, root: _Root, sizes: list[int], spl
     for batch in _batches(old):
         found = _each(store.get_versioned, batch)
         late = [
-            _decode(f[0])
+            _decode(f[0], key)
             for key, f in zip(batch, found, strict=True)
             if f is not None and copied.get(key) != f[1]
         ]
@@ -268,7 +325,7 @@ def _union_into_level(store: ObjectStore, source_id: str, level: int, keys: pa.A
         current = _each(store.get_versioned, [key for key, _ in batch])
         writes = []
         for (key, new), found in zip(batch, current, strict=True):
-            known = pa.array([], pa.string()) if found is None else _decode(found[0])
+            known = pa.array([], pa.string()) if found is None else _decode(found[0], key)
             merged = _union(known, new)
             if found is None or len(merged) > len(known):
                 writes.append((key, _encode(merged), None if found is None else found[1], new, len(merged)))
@@ -287,7 +344,7 @@ def _union_object(store: ObjectStore, key: str, keys: pa.Array, what: str) -> in
 
     def union(current: bytes | None) -> bytes | None:
         nonlocal size
-        known = _decode(current) if current is not None else pa.array([], pa.string())
+        known = _decode(current, key) if current is not None else pa.array([], pa.string())
         merged = _union(known, keys)
         size = len(merged)
         return None if current is not None and len(merged) == len(known) else _encode(merged)
@@ -302,17 +359,19 @@ def _point_root(store: ObjectStore, source_id: str, etag: str | None, level: int
 
 
 def _read_root(store: ObjectStore, source_id: str) -> _Root:
-    found = store.get_versioned(seen_key(source_id))
+    key = seen_key(source_id)
+    found = store.get_versioned(key)
     if found is None:
-        return _Root(None, None)
-    metadata = pq.ParquetFile(pa.BufferReader(found[0])).schema_arrow.metadata or {}
-    return _Root(
-        found[1],
-        found[0],
-        int(metadata.get(LEVEL_META, b"0")),
-        int(metadata.get(PREVIOUS_META, b"0")),
-        DELTA_META in metadata,
-    )
+        return _Root(None, None, key=key)
+    try:
+        schema = pq.ParquetFile(pa.BufferReader(found[0])).schema_arrow
+        metadata = schema.metadata or {}
+        level, previous = int(metadata.get(LEVEL_META, b"0")), int(metadata.get(PREVIOUS_META, b"0"))
+    except (pa.ArrowException, ValueError) as exc:
+        raise DamagedObjectError(key, f"not a seen index ({type(exc).__name__}: {exc})") from None
+    if schema.names != ["key"] or not 0 <= level <= 32 or not 0 <= previous < max(level, 1):
+        raise DamagedObjectError(key, "not a seen index (unexpected columns or level)")
+    return _Root(found[1], found[0], level, previous, DELTA_META in metadata, key)
 
 
 def _root_etag(store: ObjectStore, source_id: str) -> str | None:
@@ -391,8 +450,15 @@ def _read_parquet(raw: bytes) -> pa.Table:
     return pq.ParquetFile(pa.BufferReader(raw)).read(use_threads=False)
 
 
-def _decode(raw: bytes) -> pa.Array:
-    return _read_parquet(raw).column("key").combine_chunks()
+def _decode(raw: bytes, key: str) -> pa.Array:
+    """The keys a seen object holds; DamagedObjectError naming ``key`` if its bytes are not one."""
+    try:
+        table = _read_parquet(raw)
+        if table.schema.names != ["key"] or table.schema.field("key").type != pa.string():
+            raise ValueError(f"columns {table.schema}")
+        return table.column("key").combine_chunks()
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise DamagedObjectError(key, f"not a seen index ({type(exc).__name__}: {exc})") from None
 
 
 def _batches(items: Sequence[T]) -> Iterator[Sequence[T]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,18 +28,49 @@ EXTERNAL_ENTITY = (
     b'<rss version="2.0"><channel><title>t</title>'
     b"<item><title>&secret;</title><guid>g</guid></item></channel></rss>"
 )
+
+
+def gzip_of_zeros(mebibytes: int) -> bytes:
+    """A valid gzip stream of ``mebibytes`` MiB of zeros, built without compressing them all."""
+    zeros = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    # After a full flush the compressor forgets its history, so every further MiB of zeros
+    # compresses to the same bytes: compress one and repeat it.
+    first = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(mebibytes):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    trailer = struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
+    return header + first + again * (mebibytes - 1) + deflate.flush() + trailer
+
+
+@functools.cache
+def nested_gzip_bomb() -> bytes:
+    """1 GiB of zeros gzipped twice: under 2 KB on the wire (``Content-Encoding: gzip, gzip``)."""
+    return gzip.compress(gzip_of_zeros(1024), compresslevel=9)
+
+
 # 64 MiB of zeros compress to about 64 KiB: the classic decompression bomb.
-GZIP_BOMB = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+GZIP_BOMB = gzip_of_zeros(64)
 
 
 class HostileHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hits: dict[str, int] = {}
+    # Request headers of the last request to each path (query included), for tests to inspect.
+    seen: dict[str, dict[str, str]] = {}
 
     def do_GET(self) -> None:  # noqa: N802
         route = self.path.split("?")[0]
         HostileHandler.hits[route] = HostileHandler.hits.get(route, 0) + 1
-        if route == "/good":
+        HostileHandler.seen[self.path] = dict(self.headers.items())
+        if route in HEADER_ROUTES:
+            self._send(*HEADER_ROUTES[route])
+        elif route == "/nested-gzip-bomb":
+            self._send(200, nested_gzip_bomb(), {"Content-Encoding": "gzip, gzip"})
+        elif route == "/good":
             self._send(200, GOOD)
         elif route == "/trickle":
             self._trickle()
@@ -90,6 +124,20 @@ class HostileHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
+
+# Bad bytes in headers, sent as latin-1 text, which http.server writes byte for byte.
+HEADER_ROUTES: dict[str, tuple[int, bytes, dict[str, str]]] = {
+    "/non-ascii-etag": (
+        200,
+        GOOD,
+        {"ETag": '"caf\xc3\xa9"', "Last-Modified": "Sat, 16 Jan 2016 14:00:00 GMT"},
+    ),
+    "/superscript-retry-after": (503, b"", {"Retry-After": "\xb2"}),
+    "/to-bad-port": (302, b"", {"Location": "http://localhost:99999/"}),
+    "/to-bad-idna": (302, b"", {"Location": "http://\xf0\x9f\x92\xa9.example/feed"}),
+    "/to-bad-ipv6": (302, b"", {"Location": "http://[::1/feed"}),
+    "/many-encodings": (200, gzip.compress(GOOD), {"Content-Encoding": ", ".join(["gzip"] * 8)}),
+}
 
 ROUTES = (
     "good",

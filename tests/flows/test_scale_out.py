@@ -1,8 +1,9 @@
 """Scale-out: deployments on a process work pool, two `prefect worker` processes pulling the runs.
 
 A real `prefect server start` (SQLite here; Postgres in infra/docker-compose.yml), `feedlake deploy`,
-two workers with one run at a time each, six poll runs: both workers do work, and the lake holds
-every article exactly once.
+two workers with one run at a time each. The server's scheduler creates the 20-second group's polls
+and a worker picks them up; two on-demand runs of the other groups arrive at once, so both workers
+work. No run fails, and the lake holds every article exactly once.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
 
 from tests.conftest import free_port
-from tests.flows.test_serve_events import sources_file
 from tests.prefect_server import ROOT, api_post, feedlake_env, prefect_server, running, wait_for
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,7 @@ def test_two_workers_share_the_runs_and_write_each_article_once(
     root = tmp_path_factory.mktemp("scale-out")
     lake = root / "lake"
     sources = sources_file(root / "s.yaml", snapshot_base_url)
+    scheduled = "poll-every-20s"
     with prefect_server(root, free_port()) as api:
         env = feedlake_env(api, root, PREFECT_WORKER_QUERY_SECONDS="1")
         api_post(api, "/work_pools/", {"name": "feedlake-test", "type": "process"})
@@ -53,24 +55,27 @@ def test_two_workers_share_the_runs_and_write_each_article_once(
                     running([*worker, "--name", f"worker-{n}"], env, root / f"worker-{n}.log", 30)
                 )
             ids = []
-            for name in ("poll-every-15m", "poll-every-1d"):
-                deployment = api_post(
+            deployments = {}
+            for name in (scheduled, "poll-every-1h", "poll-every-1d"):
+                deployments[name] = api_post(
                     api,
                     "/deployments/filter",
                     {"deployments": {"name": {"any_": [name]}}, "limit": 1, "offset": 0},
-                )[0]
-                for _ in range(3):
-                    ids.append(api_post(api, f"/deployments/{deployment['id']}/create_flow_run", {})["id"])
+                )[0]["id"]
+            for name in ("poll-every-1h", "poll-every-1d"):
+                ids.append(api_post(api, f"/deployments/{deployments[name]}/create_flow_run", {})["id"])
 
             def finished() -> list[dict]:
-                runs = api_post(
-                    api, "/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": 10, "offset": 0}
-                )
+                body = {"deployments": {"id": {"any_": list(deployments.values())}}, "limit": 50, "offset": 0}
+                runs = api_post(api, "/flow_runs/filter", body)
                 done = [r for r in runs if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")]
-                return runs if len(done) == len(ids) else []
+                on_schedule = [r for r in done if r["deployment_id"] == deployments[scheduled]]
+                manual = [r for r in done if r["id"] in ids]
+                return runs if len(on_schedule) >= 2 and len(manual) == len(ids) else []
 
-            runs = wait_for(finished, 300, "six poll runs on two workers")
-            assert {r["state_type"] for r in runs} == {"COMPLETED"}
+            runs = wait_for(finished, 300, "two scheduled polls and two on-demand runs on the workers")
+            assert not [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")], runs
+            ids += [r["id"] for r in runs if r["state_type"] == "COMPLETED" and r["id"] not in ids]
     texts = [(root / f"worker-{n}.log").read_text(errors="replace") for n in range(2)]
     # Which worker ran which run: the runs it submitted, minus submissions the server aborted
     # (another worker had taken the run first). A worker may try one run more than once, so
@@ -85,9 +90,23 @@ def test_two_workers_share_the_runs_and_write_each_article_once(
         for text in texts
     ]
     assert all(ran), f"a worker ran nothing: {[len(r) for r in ran]}"
-    assert ran[0] | ran[1] == set(ids) and not ran[0] & ran[1]
+    assert set(ids) <= ran[0] | ran[1] and not ran[0] & ran[1]
     table = ds.dataset(lake / "articles", format="parquet", partitioning="hive").to_table()
     keys = list(
         zip(table.column("article_id").to_pylist(), table.column("content_hash").to_pylist(), strict=True)
     )
     assert len(keys) == len(set(keys)) == 3 + 30
+
+
+def sources_file(path: Path, base: str) -> Path:
+    """Three sources in three poll groups: 20 s (scheduled during the test), 1 h and 1 d."""
+    lines = ["sources:"]
+    for source_id, route, interval in [
+        ("centcom", "centcom/centcom-press-releases.RSS.ashx.xml", "20s"),
+        ("un-europe", "corpus/FeedVerse/un-news-europe.rss.xml", "1h"),
+        ("gone", "corpus/no-such-feed.xml", "1d"),
+    ]:
+        lines += [f"  - id: {source_id}", f'    url: "{base}/{route}"', f"    name: {source_id}"]
+        lines += ["    publisher: test", "    kind: news", f"    poll_interval: {interval}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

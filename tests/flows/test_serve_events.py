@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 
 from flows.deployments import build_deployments, interval_label, poll_groups
 from tasks.settings import FeedlakeSettings
@@ -44,11 +45,15 @@ def test_deployments_are_declared_once_per_interval_group(tmp_path: Path, snapsh
     )
     assert poll_groups(settings) == {900: ["un-europe"], 86400: ["centcom", "gone"]}
     deployments = {d.name: d for d in build_deployments(settings)}
-    assert set(deployments) == {"poll-every-15m", "poll-every-1d", "compact", "backfill"}
+    assert set(deployments) == {"poll-every-15m", "poll-every-1d", "compact", "backfill", "prune-history"}
     daily = deployments["poll-every-1d"]
     assert daily.parameters == {"sources": settings.sources, "lake": "/data/lake", "poll_interval": 86400}
     assert daily.schedules[0].schedule.interval == timedelta(days=1)
+    # One poll of a group at a time; a tick that finds one running is cancelled, never queued.
     assert daily.concurrency_limit == 1
+    assert daily.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+    prune = deployments["prune-history"]
+    assert prune.parameters == {"days": 14.0} and prune.schedules[0].schedule.cron == "41 4 * * *"
     compact = deployments["compact"]
     assert compact.schedules[0].schedule.cron == "17 3 * * *"
     trigger = compact.triggers[0]

@@ -30,6 +30,7 @@ def report(source_id: str, status: str, fetched: int = 0, error: str | None = No
         status=status,
         http_status=200 if status == "ok" else 503,
         fetched=fetched,
+        new=fetched,  # every fetched item new to the lake: items_seen counts distinct articles
         error=error,
         error_kind="fetch_transient" if error else None,
     )

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from tasks.quality_report import quality_markdown, quality_objects, render_quality_html, validation_document
-from tasks.validate import ArticleValidator, FeedFacts
+from tasks.quality_report import (
+    has_findings,
+    quality_markdown,
+    quality_objects,
+    render_quality_html,
+    validation_document,
+)
+from tasks.validate import ArticleValidator, FeedFacts, ValidationOutcome
 from tests.article_rows import corpus_rows, make_rows, replace_column
+from tests.browser import figures, rendered_dom
 
 NO_DATES = "corpus/miniflux-v2/rdf_UTF8.xml"
 
 
 @pytest.fixture(scope="module")
-def document() -> dict:
+def outcome() -> ValidationOutcome:
     rows = make_rows("hostile", 6)
     titles = ["<script>alert(1)</script>", "ok", "x" * 1001, "ok", "ok", "ok"]
     rows = replace_column(
@@ -25,7 +35,11 @@ def document() -> dict:
         ["javascript:<script>alert(1)</script>", *rows.column("url").to_pylist()[1:]],
     )
     rows = pa.concat_tables([rows, corpus_rows(NO_DATES, "nodates")])
-    outcome = ArticleValidator().validate(rows, {"nodates": FeedFacts(60, 60), "hostile": FeedFacts(6, 6)})
+    return ArticleValidator().validate(rows, {"nodates": FeedFacts(60, 60), "hostile": FeedFacts(6, 6)})
+
+
+@pytest.fixture(scope="module")
+def document(outcome: ValidationOutcome) -> dict:
     return validation_document(outcome, "20261123T101010Z-abcd", "poll")
 
 
@@ -87,3 +101,90 @@ def test_quality_objects_are_json_and_html_keyed_by_run(document: dict) -> None:
     assert json.loads(objects["_validation/20261123T101010Z-abcd.json"])["run_id"] == document["run_id"]
     nothing = {**document, "totals": {**document["totals"], "checked": 0, "sources_flagged": 0}}
     assert quality_objects(nothing, "lake") == []
+
+
+HOSTILE_ID = "<img src=x onerror=alert(1)>"
+
+
+def at(document: dict[str, Any], when: datetime, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The document as if validated at ``when`` (with only the ``keep`` sources, if given)."""
+    sources = [s for s in document["sources"] if not keep or s["source_id"] in keep]
+    run_id = when.strftime("%Y%m%dT%H%M%SZ-") + f"{int(when.timestamp()) % 65536:04x}"
+    return {
+        **document,
+        "run_id": run_id,
+        "validated_at": when.isoformat(timespec="seconds"),
+        "sources": sources,
+    }
+
+
+def test_unreachable_sources_are_kept_and_shown(outcome: ValidationOutcome) -> None:
+    document = validation_document(outcome, "20261123T101010Z-abcd", "poll", {HOSTILE_ID: "HTTP 503 <b>"})
+    assert document["unreachable"] == {HOSTILE_ID: "HTTP 503 <b>"}
+    assert document["totals"]["sources_unreachable"] == 1
+    only_down = {**document, "totals": {**document["totals"], "checked": 0, "sources_flagged": 0}}
+    assert has_findings(only_down)
+    page = render_quality_html([document], "lake")
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "<b>" not in page
+
+
+def test_page_in_a_browser_charts_each_source_over_the_weeks(
+    outcome: ValidationOutcome, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    base = validation_document(outcome, "r", "poll", {HOSTILE_ID: "HTTP 503"})
+    older = [
+        at(base, now - timedelta(days=10)),
+        at(base, now - timedelta(days=6)),
+        at(base, now - timedelta(days=5, hours=1)),
+        at(base, now - timedelta(days=1), keep=("hostile",)),
+        at(base, now - timedelta(days=40)),  # outside the four weeks
+    ]
+    current = at(base, now, keep=("hostile",))
+    objects = dict(quality_objects(current, "s3://bucket/lake", history=older))
+    page = tmp_path / "quality.html"
+    page.write_bytes(objects[f"_validation/{current['run_id']}.html"])
+    shot = tmp_path / "quality.png"
+    dom = rendered_dom(page, screenshot=shot)
+
+    shown = figures(dom)
+    # Each run passed 4 hostile rows (2 rejected) and 60 nodates rows; nodates stopped 5 days ago.
+    assert shown.found[("", "hostile", "", "rows_in_window")] == str(4 * 5)
+    assert shown.found[("", "hostile", "", "quarantined_in_window")] == str(2 * 5)
+    assert shown.found[("", "hostile", "", "activity")] == "ok"
+    assert shown.found[("", "nodates", "", "rows_in_window")] == str(60 * 3)
+    assert shown.found[("", "nodates", "", "activity")] == "quiet"
+    assert shown.found[("", HOSTILE_ID, "", "activity")] == "quiet"
+    assert shown.found[("", HOSTILE_ID, "", "failed_runs_in_window")] == "5"
+    assert "<img" not in dom  # the hostile id stayed text
+    charts = Charts()
+    charts.feed(dom)
+    assert charts.quiet == {"hostile": "false", "nodates": "true", HOSTILE_ID: "true"}
+    assert charts.titles[0] == f"{HOSTILE_ID}: 0 rows in 28 days, 5 failed runs; peak 0 rows a day"
+    assert any("0 rows the last 5 days" in t or "0 rows the last 6 days" in t for t in charts.titles)
+    assert shot.stat().st_size > 10_000
+
+
+class Charts(HTMLParser):
+    """The inline SVG charts of a rendered page: quiet flag per source and each chart's title."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet: dict[str, str] = {}
+        self.titles: list[str] = []
+        self._in_chart = self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "svg":
+            self._in_chart = True
+            self.quiet[a["data-source"]] = a["data-quiet"]
+        self._in_title = self._in_chart and tag == "title"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_chart = self._in_chart and tag != "svg"
+        self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.titles.append(data)

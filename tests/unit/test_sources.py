@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.sources import Source, check_sources, load_sources, parse_interval
+from tasks.sources import Source, check_sources, load_sources, parse_interval, redact, url_problem
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,31 @@ BROKEN = {
         "id: good-one",
         "duplicate id 'good-one' (first on line 2)",
     ),
-    "unset variable": (entry(url="${NOT_SET}/feed.xml"), "url: ${NOT_SET}", "${NOT_SET}, which is not set"),
+    "unset variable": (
+        entry(url="${FEEDLAKE_VAR_NOT_SET}/feed.xml"),
+        "url: ${FEEDLAKE_VAR_NOT_SET}",
+        "${FEEDLAKE_VAR_NOT_SET}, which is not set",
+    ),
+    "variable outside the prefix": (
+        entry(url="https://x.org/?key=${AWS_SECRET_ACCESS_KEY}"),
+        "AWS_SECRET",
+        "placeholders are read only from FEEDLAKE_VAR_*",
+    ),
+    "id with a trailing newline": (entry('"bad-id\\n"'), "bad-id", "lowercase slug"),
+    "port out of range": (
+        entry(url="http://x.org:99999/feed"),
+        "99999",
+        "port that is not a number in 1..65535",
+    ),
+    "port zero": (entry(url="http://x.org:0/feed"), "x.org:0", "port that is not a number in 1..65535"),
+    "port not a number": (entry(url="http://x.org:http/feed"), "x.org:http", "not a number in 1..65535"),
+    "no host": (entry(url="http:///feed.xml"), "http:///", "absolute http(s) URL"),
+    "empty host": (entry(url="http://:80/feed.xml"), "http://:80", "has no host"),
+    "bad IDNA host": (entry(url="http://\u2603.com/feed"), "\u2603", "not a valid domain name"),
+    "empty label": (entry(url="http://a..b/feed"), "a..b", "not a valid domain name"),
+    "space in url": (entry(url='"http://x.org/a b"'), "a b", "whitespace or control characters"),
+    "bad date value": (entry(extra="country: 2024-13-45"), "2024-13-45", "month must be in 1..12"),
+    "repeated key": (entry(extra="kind: blog"), "kind: blog", "key 'kind' appears twice"),
 }
 
 
@@ -119,7 +143,7 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     assert [p.line for p in checked.problems] == [
         line_of(text, "colour:"),
         line_of(text, "kind: tabloid"),
-        line_of(text, "url: ${NOT_SET}"),
+        line_of(text, "url: ${FEEDLAKE_VAR_NOT_SET}"),
     ]
     with pytest.raises(ConfigError) as raised:
         load_sources(write(tmp_path, text))
@@ -181,15 +205,20 @@ def test_unreadable_file_raises_config_error(tmp_path: Path) -> None:
 
 def test_variables_are_expanded_in_urls(tmp_path: Path) -> None:
     text = (
-        "sources:\n  - id: a\n    url: ${BASE}/x/${NAME}.xml\n    name: A\n    publisher: P\n    kind: blog\n"
+        "sources:\n  - id: a\n    url: ${FEEDLAKE_VAR_BASE}/x/${FEEDLAKE_VAR_NAME}.xml\n"
+        "    name: A\n    publisher: P\n    kind: blog\n"
     )
-    variables = {"BASE": "http://127.0.0.1:8080", "NAME": "feed"}
+    variables = {"FEEDLAKE_VAR_BASE": "http://127.0.0.1:8080", "FEEDLAKE_VAR_NAME": "feed"}
     (source,) = load_sources(write(tmp_path, text), variables)
     assert source.url == "http://127.0.0.1:8080/x/feed.xml"
-    # The variable must yield an http(s) URL, not just be set.
-    checked = check_sources(write(tmp_path, text), {"BASE": "file:///tmp", "NAME": "feed"})
+    assert source.display_url == "${FEEDLAKE_VAR_BASE}/x/${FEEDLAKE_VAR_NAME}.xml"
+    # The variable must yield an http(s) URL, not just be set; the message shows the placeholder.
+    checked = check_sources(
+        write(tmp_path, text), {"FEEDLAKE_VAR_BASE": "file:///tmp", "FEEDLAKE_VAR_NAME": "f"}
+    )
     assert [p.line for p in checked.problems] == [3]
-    assert "file:///tmp/x/feed.xml" in checked.problems[0].message
+    assert "${FEEDLAKE_VAR_BASE}/x/${FEEDLAKE_VAR_NAME}.xml" in checked.problems[0].message
+    assert "file:///tmp" not in checked.problems[0].message
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800)])
@@ -208,7 +237,7 @@ def test_default_catalog_checks_clean() -> None:
 
 def test_demo_catalog_checks_clean_with_snapshot_base() -> None:
     path = REPO / "infra/sources/demo.yaml"
-    checked = check_sources(path, {"FEEDLAKE_SNAPSHOTS": "http://127.0.0.1:8765"})
+    checked = check_sources(path, {"FEEDLAKE_VAR_SNAPSHOTS": "http://127.0.0.1:8765"})
     assert checked.problems == ()
     assert len(checked.sources) == path.read_text(encoding="utf-8").count("\n  - id: ")
     for source in checked.sources:
@@ -221,6 +250,117 @@ def test_demo_catalog_without_the_variable_flags_every_source() -> None:
     checked = check_sources(REPO / "infra/sources/demo.yaml")
     assert checked.sources == ()
     assert checked.problems
-    assert all("${FEEDLAKE_SNAPSHOTS}, which is not set" in p.message for p in checked.problems)
+    assert all("${FEEDLAKE_VAR_SNAPSHOTS}, which is not set" in p.message for p in checked.problems)
     text = (REPO / "infra/sources/demo.yaml").read_text(encoding="utf-8").splitlines()
-    assert all("${FEEDLAKE_SNAPSHOTS}" in text[p.line - 1] for p in checked.problems)
+    assert all("${FEEDLAKE_VAR_SNAPSHOTS}" in text[p.line - 1] for p in checked.problems)
+
+
+@pytest.mark.parametrize(
+    ("construct", "message"),
+    [
+        ("    country: !!python/object/apply:os.system ['echo owned']\n", "YAML tags"),
+        ("    country: !custom us\n", "YAML tags"),
+        ("    country: !!str us\n", "YAML tags"),
+        ("    country: &c us\n", "YAML anchors (&c)"),
+    ],
+)
+def test_tags_and_anchors_are_refused_on_their_line(tmp_path: Path, construct: str, message: str) -> None:
+    text = GOOD + entry() + construct
+    checked = check_sources(write(tmp_path, text))
+    assert [(p.line, message in p.message) for p in checked.problems] == [(len(text.splitlines()), True)]
+    assert checked.sources == ()
+    with pytest.raises(ConfigError, match=f"line {len(text.splitlines())}: YAML"):
+        load_sources(write(tmp_path, text))
+
+
+def test_alias_bomb_as_mapping_key_is_refused_quickly_and_small(tmp_path: Path) -> None:
+    # Each level doubles the previous one: expanded, the unknown-key message would be 2**20 long.
+    levels = ["a0: &a0 [x, x]"] + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 21)]
+    text = "bomb:\n" + "".join(f"  {line}\n" for line in levels)
+    text += "sources:\n  - id: a\n    ? *a20\n    : boom\n"
+    assert len(text) < 1000
+    checked = check_sources(write(tmp_path, text))
+    assert checked.sources == ()
+    assert checked.problems[0] == check_sources(write(tmp_path, text)).problems[0]
+    assert all(p.message.startswith("YAML a") for p in checked.problems)
+    assert line_of(text, "*a20") in [p.line for p in checked.problems]
+    assert sum(len(p.message) for p in checked.problems) < 10_000
+
+
+@pytest.mark.parametrize("depth", [20, 100_000])
+def test_deep_nesting_is_refused_without_recursion(tmp_path: Path, depth: int) -> None:
+    text = "sources:\n  - id: a\n    tags: " + "[" * depth + "]" * depth + "\n"
+    checked = check_sources(write(tmp_path, text))
+    # Ours refuses past 8 levels; libyaml itself stops at 1000 ("exceeded maximum nesting depth").
+    assert [(p.line, "nest" in p.message) for p in checked.problems] == [(3, True)]
+
+
+def test_non_scalar_key_is_a_problem_not_a_giant_message(tmp_path: Path) -> None:
+    text = GOOD + entry() + "    ? [" + ", ".join(["long-key"] * 2000) + "]\n    : x\n"
+    checked = check_sources(write(tmp_path, text))
+    assert [(p.line, p.message) for p in checked.problems] == [
+        (len(text.splitlines()) - 1, "keys must be plain words like 'url'")
+    ]
+
+
+def test_placeholders_never_read_outside_the_prefix(tmp_path: Path) -> None:
+    text = GOOD.replace("https://example.org/a.xml", "https://example.org/a.xml?k=${AWS_SECRET_ACCESS_KEY}")
+    environ = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI-secret", "FEEDLAKE_VAR_AWS_SECRET_ACCESS_KEY": ""}
+    checked = check_sources(write(tmp_path, text), environ)
+    assert checked.sources == ()
+    (problem,) = checked.problems
+    assert problem.line == 3
+    assert "write ${FEEDLAKE_VAR_AWS_SECRET_ACCESS_KEY}" in problem.message
+    assert "wJalr" not in problem.message
+
+
+def test_substituted_values_are_redacted_wherever_the_url_is_shown(tmp_path: Path) -> None:
+    text = GOOD.replace("https://example.org/a.xml", "https://example.org/a.xml?token=${FEEDLAKE_VAR_TOKEN}")
+    secret = "s3cr3t/value+x"
+    (source,) = load_sources(write(tmp_path, text), {"FEEDLAKE_VAR_TOKEN": secret, "OTHER": "x"})
+    assert source.url == f"https://example.org/a.xml?token={secret}"
+    assert source.substitutions == (("FEEDLAKE_VAR_TOKEN", secret),)
+    assert source.display_url == "https://example.org/a.xml?token=${FEEDLAKE_VAR_TOKEN}"
+    assert secret not in repr(source) and "${FEEDLAKE_VAR_TOKEN}" in repr(source)
+    # A client or server may quote the URL back percent-encoded.
+    message = f"GET {source.url} failed; server said /a.xml?token=s3cr3t%2Fvalue%2Bx is gone"
+    cleaned = redact(message, [source])
+    assert cleaned == (
+        "GET https://example.org/a.xml?token=${FEEDLAKE_VAR_TOKEN} failed; "
+        "server said /a.xml?token=${FEEDLAKE_VAR_TOKEN} is gone"
+    )
+    assert source.redact(message) == cleaned
+    assert redact(message, []) == message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org/feed",
+        "http://127.0.0.1:8080/feed.xml",
+        "http://[::1]:8080/feed.xml",
+        "https://bücher.de/feed",
+        "https://xn--bcher-kva.de/feed",
+        "https://my_blog.example.org/rss",
+        "HTTPS://EXAMPLE.ORG:443/?a=1&b=2",
+        "https://user:pw@example.org/feed",
+    ],
+)
+def test_url_problem_accepts_real_feed_urls(url: str) -> None:
+    assert url_problem(url) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://x.org:65536/", "port"),
+        ("http://[::1/", "malformed"),
+        ("mailto:x@example.org", "absolute http(s) URL"),
+        ("http://-bad.example/", "not a valid domain name"),
+        ("http://" + "a" * 64 + ".example/", "not a valid domain name"),
+        ("http://x.org/\x00", "control characters"),
+    ],
+)
+def test_url_problem_names_what_is_wrong(url: str, message: str) -> None:
+    problem = url_problem(url)
+    assert problem is not None and message in problem

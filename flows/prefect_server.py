@@ -1,0 +1,215 @@
+"""The Prefect server that ``feedlake serve`` runs beside itself when no ``PREFECT_API_URL`` is set.
+
+Prefect's embedded (ephemeral) API runs no scheduler, so served deployments would never get a run.
+``feedlake serve`` therefore starts a real ``prefect server start`` as a child process, with its own
+SQLite database under ``FEEDLAKE_HOME/prefect``, restarts it if it dies, and stops it on the way
+out. The child dies with its parent even on SIGKILL (Linux ``PR_SET_PDEATHSIG``), and a server left
+behind by a killed serve on another platform is found by its pid file and stopped at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tasks.errors import ConfigError
+from tasks.settings import FeedlakeSettings
+
+log = logging.getLogger("feedlake.serve")
+
+START_TIMEOUT_SECONDS = 180.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+def server_environment(settings: FeedlakeSettings, home: Path, port: int) -> dict[str, str]:
+    """The environment of the child ``prefect server start``: its own database, history bounded."""
+    history = str(int(settings.history_days * 86400))
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        # Prefect's own vacuum keeps the database bounded: finished flow runs (with their logs and
+        # artifacts) and events older than the history window are deleted hourly.
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs,orphans",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": history,
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": f"PT{history}S",
+    }
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask Linux to SIGTERM it when serve dies, even by SIGKILL.
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _stop_leftover(pid_file: Path) -> None:
+    # A server whose serve was killed on a platform without PR_SET_PDEATHSIG: it holds our database.
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b""
+        if b"prefect" in cmdline and b"server" in cmdline:
+            log.warning("stopping a Prefect server (pid %d) left behind by a previous feedlake serve", pid)
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(int(STOP_TIMEOUT_SECONDS * 10)):
+                time.sleep(0.1)
+                os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def serve_lock(home: Path) -> Iterator[None]:
+    """Hold ``home``'s lock while serving: two serves on one database would fight over it."""
+    home.mkdir(parents=True, exist_ok=True)
+    handle = (home / "serve.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            f"another feedlake serve is running with {home}; stop it, or set FEEDLAKE_HOME to another folder"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+class ManagedPrefectServer:
+    """A ``prefect server start`` child process, restarted if it exits while serve runs."""
+
+    def __init__(self, settings: FeedlakeSettings, home: Path) -> None:
+        self.settings = settings
+        self.home = home
+        self.port = settings.serve_port or _free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until its API answers; then keep it alive."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        _stop_leftover(self.home / "server.pid")
+        if not _port_is_free(self.port):
+            raise ConfigError(
+                f"port {self.port} for feedlake serve's Prefect server is in use; set FEEDLAKE_SERVE_PORT "
+                "to a free port (0 picks one), or set PREFECT_API_URL to use a server that already runs"
+            )
+        self._spawn()
+        self._wait_healthy()
+        self._watcher = threading.Thread(target=self._keep_alive, name="prefect-server-watch", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        self._log = (self.home / "server.log").open("ab")
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        self._process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            env=server_environment(self.settings, self.home, self.port),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own session: Ctrl-C reaches serve, which stops the server last, after its runs.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run Python code in the child)
+        )
+        (self.home / "server.pid").write_text(str(self._process.pid))
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        process = self._process
+        assert process is not None
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ConfigError(
+                    f"the Prefect server exited with status {process.returncode} while starting; "
+                    f"see {self.home / 'server.log'}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.25)
+        raise ConfigError(f"the Prefect server did not answer within {START_TIMEOUT_SECONDS:.0f} s")
+
+    def _keep_alive(self) -> None:
+        while not self._stopping.wait(1.0):
+            process = self._process
+            if process is None or process.poll() is None:
+                continue
+            log.warning("the Prefect server exited (status %s); starting it again", process.returncode)
+            try:
+                self._spawn()
+                self._wait_healthy()
+            except ConfigError as exc:
+                log.warning("%s; trying again", exc)
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after a grace period."""
+        self._stopping.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / "server.pid").unlink()
+        if self._log is not None:
+            self._log.close()
+
+
+@contextlib.contextmanager
+def prefect_api(settings: FeedlakeSettings) -> Iterator[str]:
+    """The Prefect API that serve uses: ``PREFECT_API_URL`` if set, else a server started here."""
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        yield configured
+        return
+    home = Path(settings.home).expanduser() / "prefect"
+    with serve_lock(home):
+        server = ManagedPrefectServer(settings, home)
+        server.start()
+        try:
+            yield server.api_url
+        finally:
+            server.stop()

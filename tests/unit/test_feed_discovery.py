@@ -1,0 +1,135 @@
+"""tasks.feed_discovery against a real local web server: pages that link feeds, common paths, none."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import FetchTerminalError, ParseError
+from tasks.feed_discovery import COMMON_FEED_PATHS, discover_feed_blocking, feed_links
+from tasks.settings import FeedlakeSettings
+from tests.threaded_http import serve_handler
+
+CORPUS = Path(__file__).resolve().parents[1] / "cases" / "corpus"
+ATOM = (CORPUS / "feed-rs" / "atom_example_5.xml").read_bytes()
+RSS = (CORPUS / "feed-rs" / "rss_2.0_bbc.xml").read_bytes()
+JSON_FEED = (CORPUS / "RSParser" / "DaringFireball.json").read_bytes()
+
+LINKED_PAGE = b"""<!doctype html>
+<html><head><title>A site</title>
+<base href="/blog/">
+<link rel="stylesheet" href="/style.css">
+<link rel="alternate" type="text/html" hreflang="fr" href="/fr/">
+<link rel="alternate" type="application/rss+xml" title="Gone" href="gone.xml">
+<LINK REL="Alternate" TYPE="application/rss+xml; charset=utf-8" title="Posts" href="feeds/main.rss">
+</head><body><p>Hello</p></body></html>"""
+PLAIN_PAGE = b"<!doctype html><html><head><title>Plain</title></head><body>no links</body></html>"
+
+ROUTES: dict[str, tuple[str, bytes]] = {
+    "/linked/": ("text/html; charset=utf-8", LINKED_PAGE),
+    "/blog/feeds/main.rss": ("application/rss+xml", RSS),
+    "/plain/": ("text/html", PLAIN_PAGE),
+    "/feed": ("application/atom+xml", ATOM),
+    "/feed.json": ("application/feed+json", JSON_FEED),
+}
+REQUESTS: list[str] = []
+
+
+class Site(BaseHTTPRequestHandler):
+    """Serves ROUTES; /nofeed-host/... has no /feed (the site root answers 404 there)."""
+
+    def do_GET(self) -> None:
+        REQUESTS.append(self.path)
+        kind, body = ROUTES.get(self.path, ("text/plain", b""))
+        if self.path.startswith("/moved"):
+            self.send_response(301)
+            self.send_header("Location", "/feed.json")
+            self.end_headers()
+            return
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    with serve_handler(Site) as base:
+        yield base
+
+
+@pytest.fixture
+def settings() -> FeedlakeSettings:
+    return FeedlakeSettings(allow_private_networks=True, backoff_seconds=0)
+
+
+def test_page_linking_a_feed_resolves_against_base(site: str, settings: FeedlakeSettings) -> None:
+    found = discover_feed_blocking(f"{site}/linked/", settings)
+    assert found.url == f"{site}/blog/feeds/main.rss"
+    assert found.found_by == "<link rel=alternate>"
+    assert found.title == "In Our Time"
+    assert found.format.startswith("rss")
+
+
+def test_page_without_links_falls_back_to_common_paths(site: str, settings: FeedlakeSettings) -> None:
+    REQUESTS.clear()
+    found = discover_feed_blocking(f"{site}/plain/", settings)
+    assert found.url == f"{site}/feed"
+    assert found.found_by == "common path"
+    assert found.title == "USGS Magnitude 2.5+ Earthquakes, Past Hour"
+    assert REQUESTS == ["/plain/", "/feed"]
+
+
+def test_a_feed_url_is_used_as_it_is(site: str, settings: FeedlakeSettings) -> None:
+    found = discover_feed_blocking(f"{site}/feed.json", settings)
+    assert (found.url, found.found_by, found.format) == (f"{site}/feed.json", "the URL itself", "json1")
+    # A permanent redirect moves the feed: the new address is the one to keep.
+    assert discover_feed_blocking(f"{site}/moved", settings).url == f"{site}/feed.json"
+
+
+def test_page_with_no_feed_is_a_clear_error_naming_the_url(settings: FeedlakeSettings) -> None:
+    class NoFeeds(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = PLAIN_PAGE if self.path == "/" else b"not here"
+            self.send_response(200 if self.path == "/" else 404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with serve_handler(NoFeeds) as base, pytest.raises(ParseError) as raised:
+        discover_feed_blocking(f"{base}/", settings)
+    message = str(raised.value)
+    assert f"url {base}/" in message
+    assert "no feed found" in message and "/feed.json" in message
+
+
+def test_a_page_that_cannot_be_fetched_names_the_url(site: str, settings: FeedlakeSettings) -> None:
+    with pytest.raises(FetchTerminalError, match=f"url {site}/missing"):
+        discover_feed_blocking(f"{site}/missing", settings)
+
+
+def test_the_ssrf_guard_applies(site: str) -> None:
+    with pytest.raises(FetchTerminalError, match="loopback"):
+        discover_feed_blocking(f"{site}/feed", FeedlakeSettings(allow_private_networks=False))
+
+
+def test_feed_links_reads_only_feed_alternates() -> None:
+    assert feed_links(LINKED_PAGE, "https://example.org/linked/") == [
+        "https://example.org/blog/gone.xml",
+        "https://example.org/blog/feeds/main.rss",
+    ]
+    page = b'<link rel="alternate" type="application/atom+xml" href="javascript:alert(1)">'
+    assert feed_links(page, "https://example.org/") == []
+    assert feed_links(b"<html><head><link rel=alternate", "https://example.org/") == []
+    assert len(COMMON_FEED_PATHS) == 7
