@@ -15,6 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from flows.cli_sources import add_sources_subcommands, run_sources_subcommand
+from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
 from tasks.compact import PartitionCompaction
 from tasks.errors import FeedlakeError, TerminalError
 from tasks.report import RunSummary, format_table, text_table
@@ -22,9 +23,6 @@ from tasks.sources import check_sources
 
 if TYPE_CHECKING:
     from tasks.quarantine import ReplayResult
-
-EXIT_OK = 0
-EXIT_CANNOT_RUN = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,12 +293,11 @@ def print_replay(result: ReplayResult) -> int:
 
 def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     """Render the last ``runs`` validation results of a lake as one HTML page."""
-    import json
     from datetime import UTC, datetime
     from pathlib import Path
 
     from tasks.lake_layout import VALIDATION
-    from tasks.quality_charts import read_history
+    from tasks.quality_charts import read_documents, read_history
     from tasks.quality_report import render_quality_html
     from tasks.settings import FeedlakeSettings
     from tasks.storage import open_store
@@ -308,7 +305,7 @@ def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     settings = FeedlakeSettings()
     store = open_store(lake or settings.lake, settings)
     keys = [k for k in store.list(f"{VALIDATION}/") if k.endswith(".json")][-runs:]
-    documents = [json.loads(raw) for raw in (store.get(k) for k in keys) if raw is not None]
+    documents = read_documents(store, keys)
     history = read_history(store, datetime.now(UTC))
     Path(out).write_text(render_quality_html(documents, store.uri(), history=history), encoding="utf-8")
     print(f"wrote {out}: {len(documents)} runs")

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
 from tasks.errors import FeedlakeError
 from tasks.feed_discovery import discover_feed_blocking
-from tasks.opml import read_opml, write_opml
+from tasks.opml import MAX_OPML_BYTES, read_opml, write_opml
 from tasks.settings import FeedlakeSettings
-from tasks.sources import KINDS, load_sources
+from tasks.sources import KINDS, load_sources, url_problem
 from tasks.sources_edit import AddResult, NewSource, add_sources
 
 OWN_COMMANDS = ("import-opml", "export-opml", "add")
-# flows.cli's values: it imports this module as it loads, so importing them back would be circular.
-EXIT_OK = 0
-EXIT_CANNOT_RUN = 2
 
 
 def add_sources_subcommands(sources_commands: argparse._SubParsersAction[Any]) -> None:
@@ -70,16 +68,19 @@ def run_sources_subcommand(args: argparse.Namespace) -> int | None:
 def import_opml_command(opml_file: str, sources_file: str, kind: str) -> int:
     """Merge an OPML file's feeds into a sources file and print how many were added and skipped."""
     try:
-        data = Path(opml_file).read_bytes()
+        # One byte past the limit is enough for read_opml to refuse it; /dev/zero must not fill memory.
+        with Path(opml_file).open("rb") as handle:
+            data = handle.read(MAX_OPML_BYTES + 1)
     except OSError as exc:
         print(f"feedlake: cannot read OPML file {opml_file}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     feeds = read_opml(data, opml_file)
+    # A malformed xmlUrl still goes to add_sources, which checks it and lists it as invalid.
     candidates = [
         NewSource(
             url=feed.url,
             name=feed.title or _host(feed.url),
-            publisher=_host(feed.site_url or feed.url),
+            publisher=_host(feed.site_url, feed.url),
             kind=kind,
             tags=feed.folders,
         )
@@ -117,7 +118,7 @@ def add_command(url: str, sources_file: str, source_id: str | None, kind: str, p
     candidate = NewSource(
         url=found.url,
         name=found.title or _host(found.url),
-        publisher=publisher or _host(found.site_url or url),
+        publisher=publisher or _host(found.site_url, url),
         kind=kind,
         id=source_id,
     )
@@ -138,9 +139,14 @@ def _print_result(result: AddResult) -> None:
     )
 
 
-def _host(url: str) -> str:
-    host = (urlsplit(url).hostname or url).lower()
-    return host.removeprefix("www.")
+def _host(*urls: str | None) -> str:
+    # The host of the first usable URL: an OPML file or a feed's <link> may hold anything.
+    given = [url for url in urls if url]
+    for url in given:
+        if url_problem(url) is None:
+            host = urlsplit(url).hostname or url
+            return host.lower().removeprefix("www.")
+    return given[-1] if given else ""
 
 
 @contextmanager

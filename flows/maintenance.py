@@ -14,13 +14,16 @@ from prefect import flow, get_run_logger
 from tasks.settings import FeedlakeSettings
 
 PAGE = 200
+FLOW_PREFIX = "feedlake-"
 
 
 @flow(name="feedlake-prune-history", log_prints=False)
 def prune_history_flow(days: float | None = None) -> int:
-    """Delete finished flow runs that ended more than ``days`` (default FEEDLAKE_HISTORY_DAYS) ago."""
+    """Delete feedlake's finished flow runs that ended over ``days`` (default FEEDLAKE_HISTORY_DAYS) ago."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
         FlowRunFilter,
         FlowRunFilterEndTime,
         FlowRunFilterState,
@@ -36,6 +39,8 @@ def prune_history_flow(days: float | None = None) -> int:
     with get_client(sync_client=True) as client:
         while True:
             runs = client.read_flow_runs(
+                # feedlake's own flows only: a shared server holds other teams' history too.
+                flow_filter=FlowFilter(name=FlowFilterName(like_=FLOW_PREFIX)),
                 flow_run_filter=FlowRunFilter(
                     end_time=FlowRunFilterEndTime(before_=cutoff),
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=finished)),

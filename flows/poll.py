@@ -290,7 +290,14 @@ def _poll_under_lease(
     )
     # The whole stage: GX import and context build included, not just the suite pass.
     validate_seconds = time.perf_counter() - validate_started
-    quality = validation_document(outcome, run_id, "poll")
+    redact_reports(reports, catalog)
+    # Sources that checked nothing because they failed before validation: the charts count them.
+    unreachable = {
+        r.source_id: r.error or "failed"
+        for r in reports.values()
+        if r.status == "error" and r.error_kind != "quality"
+    }
+    quality = validation_document(outcome, run_id, "poll", unreachable)
     quality_files = quality_objects(quality, store.uri())
     retries = settings.commit_retries
     committer = transient_retrying(write_and_commit, "write-commit", retries, commit_delays(settings))

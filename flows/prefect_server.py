@@ -3,8 +3,10 @@
 Prefect's embedded (ephemeral) API runs no scheduler, so served deployments would never get a run.
 ``feedlake serve`` therefore starts a real ``prefect server start`` as a child process, with its own
 SQLite database under ``FEEDLAKE_HOME/prefect``, restarts it if it dies, and stops it on the way
-out. The child dies with its parent even on SIGKILL (Linux ``PR_SET_PDEATHSIG``), and a server left
-behind by a killed serve on another platform is found by its pid file and stopped at the next start.
+out. On Linux the child dies with its parent even on SIGKILL (``PR_SET_PDEATHSIG``), and a server
+still shutting down (or left behind) is found by its pid file, checked in ``/proc`` to be a Prefect
+server on the recorded port, and stopped at the next start. Elsewhere, stop a left-behind server by
+hand: ``FEEDLAKE_HOME/prefect/server.pid`` names it.
 """
 
 from __future__ import annotations
@@ -76,14 +78,16 @@ def _free_port() -> int:
 
 
 def _stop_leftover(pid_file: Path) -> None:
-    # A server whose serve was killed on a platform without PR_SET_PDEATHSIG: it holds our database.
+    # A server of a killed serve that is still shutting down, or was left behind: it holds our database.
     try:
-        pid = int(pid_file.read_text().strip())
+        pid_text, port_text = pid_file.read_text().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b""
-        if b"prefect" in cmdline and b"server" in cmdline:
+    with contextlib.suppress(ProcessLookupError, PermissionError, FileNotFoundError):
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        # The pid may have been reused since: only a Prefect server on the recorded port is ours.
+        if b"prefect" in words and b"server" in words and port_text.encode() in words:
             log.warning("stopping a Prefect server (pid %d) left behind by a previous feedlake serve", pid)
             os.kill(pid, signal.SIGTERM)
             for _ in range(int(STOP_TIMEOUT_SECONDS * 10)):
@@ -125,7 +129,7 @@ class ManagedPrefectServer:
         self._watcher: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the server and wait until its API answers; then keep it alive."""
+        """Start the server and wait until its API answers; then keep it alive. Stops it on failure."""
         self.home.mkdir(parents=True, exist_ok=True)
         _stop_leftover(self.home / "server.pid")
         if not _port_is_free(self.port):
@@ -133,12 +137,18 @@ class ManagedPrefectServer:
                 f"port {self.port} for feedlake serve's Prefect server is in use; set FEEDLAKE_SERVE_PORT "
                 "to a free port (0 picks one), or set PREFECT_API_URL to use a server that already runs"
             )
-        self._spawn()
-        self._wait_healthy()
+        try:
+            self._spawn()
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
         self._watcher = threading.Thread(target=self._keep_alive, name="prefect-server-watch", daemon=True)
         self._watcher.start()
 
     def _spawn(self) -> None:
+        if self._log is not None:
+            self._log.close()
         self._log = (self.home / "server.log").open("ab")
         command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
         self._process = subprocess.Popen(
@@ -151,7 +161,7 @@ class ManagedPrefectServer:
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run Python code in the child)
         )
-        (self.home / "server.pid").write_text(str(self._process.pid))
+        (self.home / "server.pid").write_text(f"{self._process.pid} {self.port}\n")
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -178,12 +188,15 @@ class ManagedPrefectServer:
             try:
                 self._spawn()
                 self._wait_healthy()
-            except ConfigError as exc:
-                log.warning("%s; trying again", exc)
+            except Exception as exc:  # keep watching: the next loop tries again
+                log.warning("the Prefect server did not come back (%s); trying again", exc)
 
     def stop(self) -> None:
         """Stop the server: SIGTERM, then SIGKILL after a grace period."""
         self._stopping.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            # A restart in progress finishes first, so no child it spawns outlives serve.
+            self._watcher.join(timeout=START_TIMEOUT_SECONDS)
         process = self._process
         if process is not None and process.poll() is None:
             process.terminate()
@@ -196,20 +209,28 @@ class ManagedPrefectServer:
             (self.home / "server.pid").unlink()
         if self._log is not None:
             self._log.close()
+            self._log = None
+
+
+def configured_api_url() -> str | None:
+    """The Prefect API the user configured: ``PREFECT_API_URL``, or the active Prefect profile's."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
 
 
 @contextlib.contextmanager
 def prefect_api(settings: FeedlakeSettings) -> Iterator[str]:
-    """The Prefect API that serve uses: ``PREFECT_API_URL`` if set, else a server started here."""
-    configured = os.environ.get("PREFECT_API_URL")
+    """The Prefect API that serve uses: the configured one, else a server started here."""
+    configured = configured_api_url()
     if configured:
         yield configured
         return
-    home = Path(settings.home).expanduser() / "prefect"
-    with serve_lock(home):
-        server = ManagedPrefectServer(settings, home)
-        server.start()
-        try:
-            yield server.api_url
-        finally:
-            server.stop()
+    server = ManagedPrefectServer(settings, Path(settings.home).expanduser() / "prefect")
+    server.start()
+    try:
+        yield server.api_url
+    finally:
+        server.stop()

@@ -7,7 +7,9 @@ Protocol (each step is one atomic object write):
 3. ``_commits/<stamp>-<run>.json`` is written last: this is the commit point. Readers that follow
    the contract read only files named in commit records.
 4. State (seen index, validators) is applied from the commit, then the ``_txn/<run>/`` folder is
-   removed.
+   removed. A seen index that cannot take the keys (damaged, and not rebuildable now) is marked for
+   rebuild instead: the source fails at dedup until a rebuild from the table lands, never dedups
+   against an index without them.
 
 ``recover_lake`` runs at the start of every run under the lease: an intent without a commit is
 rolled back (its files deleted), an intent with a commit is rolled forward (state re-applied).
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +37,14 @@ from tasks.errors import DamagedObjectError, FeedlakeError, StoreError, bug_reas
 from tasks.fetch import FeedValidators
 from tasks.lake_layout import ARTICLES, COMMITS, QUARANTINE, TXN, commit_key, intent_key, keys_key
 from tasks.lease import decode_json_object
-from tasks.state import merge_seen, set_aside, write_validators
+from tasks.state import (
+    is_seen_object,
+    mark_seen_for_rebuild,
+    merge_seen,
+    repair_seen_object,
+    set_aside,
+    write_validators,
+)
 from tasks.storage import ObjectStore
 from tasks.write import PlannedFile
 
@@ -42,6 +52,9 @@ log = logging.getLogger(__name__)
 
 # Data files written at once by a commit (each write is mostly waiting: fsync, or an S3 request).
 WRITE_THREADS = 16
+# Damaged seen objects one read or merge repairs before it gives up (each is one object).
+SEEN_REPAIRS = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -237,12 +250,22 @@ def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
             try:
                 by_source = _keys_by_source(pq.read_table(io.BytesIO(raw)))
             except (pa.ArrowException, KeyError, OSError) as exc:
-                # The keys are also in the committed files: rebuild each source's index from those.
-                log.warning("damaged object %s (%s); rebuilding seen indexes", record.keys_object, exc)
+                # The keys are also in the files this commit names: read each source's from those.
+                log.warning(
+                    "damaged object %s (%s); reading keys from the run's files", record.keys_object, exc
+                )
                 sources = sorted({f.source_id for f in record.files})
-                updates += [partial(rebuild_seen, store, source_id) for source_id in sources]
+                updates += [
+                    partial(
+                        _merge_or_mark,
+                        store,
+                        source_id,
+                        partial(_file_keys, store, [f for f in record.files if f.source_id == source_id]),
+                    )
+                    for source_id in sources
+                ]
             else:
-                updates += [partial(_merge_or_repair, store, s, keys) for s, keys in by_source]
+                updates += [partial(_merge_or_mark, store, s, partial(_given, keys)) for s, keys in by_source]
     for source_id, value in record.validators.items():
         validators = {
             source_id: FeedValidators(etag=value.get("etag"), last_modified=value.get("last_modified"))
@@ -271,43 +294,89 @@ def _keys_by_source(keys: pa.Table) -> list[tuple[str, pa.Array]]:
     ]
 
 
-def _merge_or_repair(store: ObjectStore, source_id: str, keys: pa.Array) -> None:
-    """Merge keys into a source's seen index; a damaged index object is set aside and rebuilt."""
+def _given(keys: pa.Array) -> pa.Array:
+    return keys
+
+
+def _merge_or_mark(store: ObjectStore, source_id: str, keys: Callable[[], pa.Array]) -> None:
+    """Merge a commit's keys into a source's seen index, repairing damaged index objects from the
+    table; if they cannot reach it, mark the index for rebuild."""
     try:
-        merge_seen(store, source_id, keys)
+        new = keys()
+        with_seen_repaired(store, source_id, partial(merge_seen, store, source_id, new))
     except DamagedObjectError as exc:
-        moved = set_aside(store, exc.key)
-        log.warning("%s; moved to %s, rebuilding the seen index of %s", exc, moved, source_id)
-        rebuild_seen(store, source_id)
+        # The rows are committed but their keys may be in no index object: the mark makes every read
+        # of the index fail (that source fails, the others go on) until a rebuild from the table
+        # lands. Until the mark lands, the intent stays and recovery applies this commit again.
+        mark_seen_for_rebuild(store, source_id, exc.reason)
+        log.warning("seen index of %s marked for rebuild: %s", source_id, exc)
 
 
-def rebuild_seen(store: ObjectStore, source_id: str, attempts: int = 3) -> int:
-    """Union the row keys of every live file of a source (articles and quarantine) into its seen
-    index, setting aside any further damaged index object met; return how many keys it holds."""
-    parts = [pa.array([], pa.string())]
-    for table in (ARTICLES, QUARANTINE):
-        for committed in live_files(store, table):
-            if committed.source_id != source_id:
-                continue
-            raw = store.get(committed.key)
-            if raw is None:
-                continue
-            try:
-                rows = pq.ParquetFile(pa.BufferReader(raw)).read(columns=["article_id", "content_hash"])
-            except (pa.ArrowException, KeyError) as exc:
-                raise DamagedObjectError(committed.key, f"not a readable data file ({exc})") from None
-            parts.append(row_keys(rows))
-    keys = pa.concat_arrays(parts)
-    for _ in range(attempts):
+def with_seen_repaired(
+    store: ObjectStore,
+    source_id: str,
+    step: Callable[[], T],
+    split_at: int | None = None,
+    on_repair: Callable[[DamagedObjectError, str | None, int], None] | None = None,
+) -> T:
+    """Run ``step`` (a read or merge of a source's seen index); each damaged index object it meets
+    is replaced by its rebuild from the table's keys, then ``step`` runs again.
+
+    ``on_repair`` hears of each repair: the error met, where the damaged bytes were copied and how
+    many committed keys the rebuild used. A rebuild that cannot be done (a damaged data file or
+    commit record, a store error) raises DamagedObjectError naming the index object, left in place.
+    """
+    committed: pa.Array | None = None
+    for _ in range(SEEN_REPAIRS):
         try:
-            merge_seen(store, source_id, keys)
-            break
+            return step()
         except DamagedObjectError as exc:
-            set_aside(store, exc.key)
-    else:
-        merge_seen(store, source_id, keys)
-    log.warning("rebuilt the seen index of %s from %d committed row keys", source_id, len(keys))
-    return len(keys)
+            if not is_seen_object(source_id, exc.key):
+                raise
+            damaged = exc
+        try:
+            committed = committed_row_keys(store, source_id) if committed is None else committed
+            copy = repair_seen_object(store, source_id, damaged.key, committed, split_at)
+        except FeedlakeError as exc:
+            raise DamagedObjectError(
+                damaged.key,
+                f"{damaged.detail}; left in place, since it cannot be rebuilt from the table now ({exc})",
+                source_id=source_id,
+            ) from exc
+        log.warning(
+            "source %s: %s; copied to %s, replaced by its rebuild from %d committed row keys",
+            source_id,
+            damaged.reason,
+            copy,
+            len(committed),
+        )
+        if on_repair is not None:
+            on_repair(damaged, copy, len(committed))
+    return step()
+
+
+def committed_row_keys(store: ObjectStore, source_id: str) -> pa.Array:
+    """The row keys of every live file of a source (articles and quarantine): what its seen index
+    must hold. DamagedObjectError names a commit record or data file that cannot be read."""
+    files = [
+        f for table in (ARTICLES, QUARANTINE) for f in live_files(store, table) if f.source_id == source_id
+    ]
+    return _file_keys(store, files)
+
+
+def _file_keys(store: ObjectStore, files: Sequence[CommittedFile]) -> pa.Array:
+    parts = [pa.array([], pa.string())]
+    for committed in files:
+        raw = store.get(committed.key)
+        if raw is None:
+            # Its rows are not in the table either: taking them in again duplicates nothing.
+            continue
+        try:
+            rows = pq.ParquetFile(pa.BufferReader(raw)).read(columns=["article_id", "content_hash"])
+        except (pa.ArrowException, KeyError, OSError) as exc:
+            raise DamagedObjectError(committed.key, f"not a readable data file ({exc})") from None
+        parts.append(row_keys(rows))
+    return pa.concat_arrays(parts).unique()
 
 
 def live_files(store: ObjectStore, table: str = ARTICLES) -> list[CommittedFile]:

@@ -5,8 +5,10 @@ Order, as feed readers do it: the URL itself if it is a feed; else the page's
 order, resolved against ``<base href>`` and the page's final URL; else the common paths
 (``/feed``, ``/rss``, ...) on the page's host. Each candidate is fetched by the fetch stage (same
 client, User-Agent, timeouts, body cap and SSRF guard as a poll) and accepted only if the parse
-stage reads it. The link scan uses the standard library's tolerant HTML tokenizer: it needs only
-start tags, and it never fails on broken markup.
+stage reads it. The link scan uses libxml2's recovering HTML parser (lxml): the page is untrusted,
+and the standard library's tokenizer is quadratic on some broken markup and raises on other.
+Every candidate is checked with ``tasks.sources.url_problem`` first; one that is malformed (an
+unclosed ``[`` IPv6 host, a bad port, ...) is skipped, never fetched and never an exception.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from html.parser import HTMLParser
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
+from lxml import etree
 
 from tasks.errors import ParseError
 from tasks.fetch import FetchResult, build_client, fetch_feed
 from tasks.parse import ParsedFeed, parse_feed
 from tasks.settings import FeedlakeSettings
-from tasks.sources import Source
+from tasks.sources import Source, url_problem
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ COMMON_FEED_PATHS = ("/feed", "/rss", "/rss.xml", "/atom.xml", "/feed.xml", "/in
 # The id fetch and parse put in their logs and errors while a candidate is only being looked at.
 PROBE_ID = "discovery"
 MAX_LINK_CANDIDATES = 10
+# Feed links sit in a page's <head>; a hostile page must not make the scan read megabytes of links.
+MAX_LINK_TAGS = 1000
 
 
 @dataclass(frozen=True)
@@ -49,22 +53,22 @@ class DiscoveredFeed:
 
 def feed_links(html: bytes | str, page_url: str) -> list[str]:
     """Absolute URLs of the feeds a page links with ``<link rel="alternate" type=...>``, in order."""
-    text = html if isinstance(html, str) else html.decode("utf-8", errors="replace")
-    scanner = _LinkScanner()
-    scanner.feed(text)
-    scanner.close()
-    base = urljoin(page_url, scanner.base) if scanner.base else page_url
+    base_href, hrefs = _scan_links(html.encode("utf-8") if isinstance(html, str) else html)
+    base = (_joined(page_url, base_href) if base_href else None) or page_url
     found: list[str] = []
-    for href in scanner.hrefs:
-        url = urljoin(base, href)
-        if urlsplit(url).scheme in ("http", "https") and url not in found:
+    for href in hrefs:
+        url = _usable(_joined(base, href), page_url)
+        if url is not None and url not in found:
             found.append(url)
-    return found[:MAX_LINK_CANDIDATES]
+            if len(found) == MAX_LINK_CANDIDATES:
+                break
+    return found
 
 
 def common_feed_urls(page_url: str) -> list[str]:
     """The common feed paths on the page's host (``https://host/feed``, ``/rss``, ...)."""
-    return [urljoin(page_url, path) for path in COMMON_FEED_PATHS]
+    found = (_usable(_joined(page_url, path), page_url) for path in COMMON_FEED_PATHS)
+    return [url for url in found if url is not None]
 
 
 async def discover_feed(
@@ -128,26 +132,56 @@ def _found(fetched: FetchResult, parsed: ParsedFeed, how: str, site_url: str | N
     # A permanent redirect moves the feed for good: record where it lives now.
     url = fetched.moved_to or fetched.url
     title = " ".join((parsed.title or "").split()) or None
-    return DiscoveredFeed(url, title, parsed.link or site_url, parsed.format, how)
+    # The feed's own <link> is whatever its author wrote: keep it only if it is a usable URL.
+    link = parsed.link if parsed.link and url_problem(parsed.link) is None else None
+    return DiscoveredFeed(url, title, link or site_url, parsed.format, how)
 
 
-class _LinkScanner(HTMLParser):
-    """Collects ``<base href>`` and the hrefs of feed ``<link rel=alternate>`` tags."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base: str | None = None
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name.lower(): (value or "").strip() for name, value in attrs}
-        if tag == "base" and self.base is None and values.get("href"):
-            self.base = values["href"]
-        if tag != "link" or not values.get("href"):
-            return
+def _scan_links(data: bytes) -> tuple[str | None, list[str]]:
+    # UTF-8 unless the page says otherwise in a <meta charset>; bad bytes become U+FFFD.
+    parser = etree.HTMLParser(
+        encoding="utf-8", recover=True, no_network=True, remove_comments=True, remove_pis=True
+    )
+    try:
+        root = etree.fromstring(data, parser) if data.strip() else None
+    except (etree.LxmlError, ValueError) as exc:
+        log.info("discovery: page not read as HTML: %s", exc)
+        return None, []
+    if root is None:
+        return None, []
+    base: str | None = None
+    hrefs: list[str] = []
+    for number, element in enumerate(root.iter("base", "link")):
+        if number == MAX_LINK_TAGS:
+            break
+        values = {str(name).lower(): (value or "").strip() for name, value in element.attrib.items()}
+        href = values.get("href")
+        if not href:
+            continue
+        if element.tag == "base":
+            base = base or href
+            continue
         rels = values.get("rel", "").lower().split()
         kind = values.get("type", "").lower().split(";")[0].strip()
         if "alternate" in rels and kind in FEED_TYPES:
-            self.hrefs.append(values["href"])
+            hrefs.append(href)
+    return base, hrefs
 
-    handle_startendtag = handle_starttag
+
+def _joined(base: str, href: str) -> str | None:
+    try:
+        return urljoin(base, href)
+    except ValueError:
+        # urljoin splits both: "http://[bad/" (an unclosed IPv6 host) raises.
+        return None
+
+
+def _usable(url: str | None, page_url: str) -> str | None:
+    if url is None:
+        log.info("discovery: skipped a malformed link on %s", page_url)
+        return None
+    problem = url_problem(url)
+    if problem is not None:
+        log.info("discovery: skipped %r on %s: %s", url[:200], page_url, problem)
+        return None
+    return url

@@ -8,7 +8,14 @@ connected to the address the guard vetted (``tasks.pinned_transport``); ETag and
 are kept and sent back only when they are valid header values; Retry-After is read only as ASCII
 digits or an HTTP date; the body is decoded by ``tasks.body_decoding``, bounded by the body cap.
 ``total_timeout`` is a deadline for the whole fetch of a source, from its first request on:
-attempts, redirects, backoff and Retry-After waits all count, whatever the server does.
+attempts, redirects, DNS lookups, backoff and Retry-After waits all count, whatever the server
+does. The stage as a whole ends ``RUN_DEADLINE_FACTOR`` x ``total_timeout`` after it starts (per
+wave of ``concurrency`` feeds): feeds still queued behind a slow host then, or still in flight, are
+transient errors the next poll retries.
+
+A source's URL may hold a ``${FEEDLAKE_VAR_*}`` secret: every error this stage reports and every
+line it (or httpx) logs shows the redacted form (``Source.redact``). ``FetchResult.url`` and
+``final_url`` stay the real URLs, for the stages that resolve links against them.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ import asyncio
 import dataclasses
 import email.utils
 import logging
+import math
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -32,7 +42,7 @@ from tasks.errors import FeedlakeError, FetchTerminalError, FetchTransientError,
 from tasks.host_gate import HostGate
 from tasks.pinned_transport import PinnedTransport, pinned_addresses
 from tasks.settings import FeedlakeSettings
-from tasks.sources import Source
+from tasks.sources import Source, redact_values
 from tasks.url_guard import Resolver, check_fetch_url, resolve_host
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,17 @@ RETRY_AFTER_CAP_SECONDS = 60.0
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
 MAX_REDIRECTS = 5
+# The fetch stage ends this many total_timeouts after it starts, however the feeds queue up.
+RUN_DEADLINE_FACTOR = 2.0
+# Where httpx and httpcore log request URLs (INFO) and response headers such as Location (DEBUG).
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -119,29 +140,73 @@ async def fetch_feeds(
 
     ``on_result`` is called (in the event loop, so it must return quickly) with each result as soon
     as it is final, so a caller can start on the first feeds while the rest are still on the wire.
-    ``client`` must connect through ``PinnedTransport`` (as ``build_client``'s does).
+    If it raises for a result, that source's result becomes an error of kind ``bug`` and
+    ``on_result`` is called once more with it. ``client`` must connect through
+    ``PinnedTransport`` (as ``build_client``'s does).
     """
     own_client = client is None
     http = client if client is not None else build_client(settings)
     limit = asyncio.Semaphore(settings.concurrency)
     gates: dict[str, HostGate] = {}
+    started = time.monotonic()
+    # A catalog larger than the concurrency limit fetches in waves; each wave may take a deadline.
+    # One slow host holds at most per_host_concurrency slots, so it cannot stretch the waves.
+    waves = max(1, math.ceil(len(sources) / settings.concurrency))
+    run_limit = RUN_DEADLINE_FACTOR * settings.total_timeout * waves
+
+    def deliver(result: FetchResult, source: Source) -> FetchResult:
+        if on_result is None:
+            return result
+        try:
+            on_result(result)
+        except Exception as exc:  # the caller's handling of one result must not sink the others
+            log.debug("fetch: handling the result of %s failed:\n%s", source.id, _redacted_trace(exc, source))
+            failed = _failed(
+                source,
+                UnexpectedError(
+                    source.redact(f"handling the fetched result failed ({bug_reason(exc)})"),
+                    source_id=source.id,
+                    url=source.display_url,
+                ),
+                result.fetched_at,
+                result.attempts,
+                result.elapsed_seconds,
+            )
+            try:
+                on_result(failed)
+            except Exception:
+                log.warning("fetch: the result handler failed twice for %s; its result is dropped", source.id)
+            return failed
+        return result
 
     async def one(source: Source) -> FetchResult:
-        host = urlsplit(source.url).netloc.lower()
+        host = _host_key(source.url)
         if host not in gates:
             gates[host] = HostGate(settings.per_host_concurrency, settings.per_host_min_gap_seconds)
         result = await fetch_feed(
             http, source, validators.get(source.id), settings, gates[host], limit, resolve
         )
-        if on_result is not None:
-            on_result(result)
-        return result
+        return deliver(result, source)
 
+    tasks = [asyncio.create_task(one(s)) for s in sources]
     try:
-        results = await asyncio.gather(*(one(s) for s in sources))
+        with _redacting_http_logs(sources):
+            if tasks:
+                await asyncio.wait(tasks, timeout=run_limit)
+            late = [task for task in tasks if not task.done()]
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if own_client:
             await http.aclose()
+    results = [
+        _outcome(task, source, started, run_limit, deliver)
+        for task, source in zip(tasks, sources, strict=True)
+    ]
     fetched = sum(1 for r in results if r.body is not None)
     unchanged = sum(1 for r in results if r.not_modified)
     failed = sum(1 for r in results if r.error is not None)
@@ -152,7 +217,79 @@ async def fetch_feeds(
         unchanged,
         failed,
     )
-    return list(results)
+    return results
+
+
+def _outcome(
+    task: asyncio.Task[FetchResult],
+    source: Source,
+    started: float,
+    run_limit: float,
+    deliver: Callable[[FetchResult, Source], FetchResult],
+) -> FetchResult:
+    """The result of one source's task: its own, or the error that ended it."""
+    now = datetime.now(UTC)
+    if task.cancelled():
+        # Still queued behind its host (or the global limit), or still in flight, at the run's limit.
+        error: FeedlakeError = FetchTransientError(
+            f"timed out waiting for the host: the fetch stage stops {run_limit:g}s after it starts"
+            f" ({RUN_DEADLINE_FACTOR:g} x FEEDLAKE_TOTAL_TIMEOUT per FEEDLAKE_CONCURRENCY feeds);"
+            " the next poll retries this feed",
+            source_id=source.id,
+            url=source.display_url,
+        )
+        return deliver(_failed(source, error, now, 0, time.monotonic() - started), source)
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    log.debug("fetch of %s failed unexpectedly:\n%s", source.id, _redacted_trace(exc, source))
+    error = UnexpectedError(
+        source.redact(f"unexpected error while fetching ({bug_reason(exc)})"),
+        source_id=source.id,
+        url=source.display_url,
+    )
+    return deliver(_failed(source, error, now, 0, time.monotonic() - started), source)
+
+
+def _host_key(url: str) -> str:
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return url  # the guard refuses such a URL; it still needs a gate of its own
+
+
+@contextmanager
+def _redacting_http_logs(sources: Sequence[Source]) -> Iterator[None]:
+    """While fetching, httpx's and httpcore's own log lines show redacted URLs and headers."""
+    substitutions = tuple(pair for source in sources for pair in source.substitutions)
+    if not substitutions:
+        yield
+        return
+    redacting = _RedactingFilter(substitutions)
+    # A logger's filters see only the records logged on it, not its children's: name each one.
+    loggers = [logging.getLogger(name) for name in HTTP_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrite a record's message with every placeholder value replaced by its ``${NAME}``."""
+
+    def __init__(self, substitutions: tuple[tuple[str, str], ...]) -> None:
+        super().__init__()
+        self._substitutions = substitutions
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_values(message, self._substitutions)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 def fetch_feeds_blocking(
@@ -203,9 +340,9 @@ async def fetch_feed(
             error = _as_feed_error(exc, source, settings)
         except Exception as exc:  # one source's unforeseen failure must not sink the others
             # The reason names the exception; its traceback is for whoever debugs the bug.
-            log.debug("fetch of %s failed unexpectedly", source.id, exc_info=True)
+            log.debug("fetch of %s failed unexpectedly:\n%s", source.id, _redacted_trace(exc, source))
             error = UnexpectedError(
-                f"unexpected error while fetching ({bug_reason(exc)})",
+                source.redact(f"unexpected error while fetching ({bug_reason(exc)})"),
                 source_id=source.id,
                 url=source.display_url,
             )
@@ -216,22 +353,35 @@ async def fetch_feed(
             wait = error.retry_after
         out_of_time = deadline is not None and loop.time() + wait >= deadline
         if not error.transient or attempt >= settings.fetch_attempts or out_of_time:
-            log.warning("fetch failed for %s after %d attempt(s): %s", source.id, attempt, error)
-            failed = FetchResult(
-                source_id=source.id,
-                url=source.url,
-                fetched_at=fetched_at,
-                status=error.status,
-                error=error,
-            )
-            return _with_timing(failed, attempt, started)
+            return _failed(source, error, fetched_at, attempt, time.monotonic() - started)
         await asyncio.sleep(delay)
 
 
+def _failed(
+    source: Source, error: FeedlakeError, fetched_at: datetime, attempts: int, elapsed: float
+) -> FetchResult:
+    """A source's failed result, logged once at WARNING (``error`` is redacted already)."""
+    log.warning("fetch failed for %s after %d attempt(s): %s", source.id, attempts, error)
+    return FetchResult(
+        source_id=source.id,
+        url=source.url,
+        fetched_at=fetched_at,
+        status=error.status,
+        error=error,
+        attempts=attempts,
+        elapsed_seconds=elapsed,
+    )
+
+
+def _redacted_trace(exc: BaseException, source: Source) -> str:
+    """The traceback of ``exc`` as text for a debug line, with the source's secrets redacted."""
+    return source.redact("".join(traceback.format_exception(exc)).rstrip())
+
+
 def _as_feed_error(exc: Exception, source: Source, settings: FeedlakeSettings) -> FeedlakeError:
-    """Name a fetch failure in feedlake's terms: transient (retry) or terminal."""
+    """Name a fetch failure in feedlake's terms (transient or terminal), secrets redacted."""
     if isinstance(exc, FeedlakeError):
-        return exc
+        return _redacted(exc, source)
     name = type(exc).__name__
     if isinstance(exc, TimeoutError):
         reason = (
@@ -249,6 +399,25 @@ def _as_feed_error(exc: Exception, source: Source, settings: FeedlakeSettings) -
         reason, transient = source.redact(f"HTTP error ({name}: {exc})"), False
     kind = FetchTransientError if transient else FetchTerminalError
     return kind(reason, source_id=source.id, url=source.display_url)
+
+
+def _redacted(error: FeedlakeError, source: Source) -> FeedlakeError:
+    """``error`` with the source's placeholder values hidden in its reason and URL.
+
+    The guard names the URL it refused (a redirect hop, or the source's URL with its secrets
+    filled in): redacted here, where the source is known, before anything logs or stores it.
+    """
+    reason = source.redact(error.reason)
+    url = source.redact(error.url) if error.url else source.display_url
+    if reason == error.reason and url == error.url:
+        return error
+    source_id = error.source_id or source.id
+    if isinstance(error, FetchTransientError):
+        return FetchTransientError(
+            reason, source_id=source_id, url=url, status=error.status, retry_after=error.retry_after
+        )
+    kind = FetchTransientError if error.transient else FetchTerminalError
+    return kind(reason, source_id=source_id, url=url, status=error.status)
 
 
 async def _get_once(

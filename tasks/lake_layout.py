@@ -8,15 +8,18 @@ _txn/<run_id>/intent.json, keys.parquet  a run in flight; gone once its state is
 _state/feeds/<source_id>.json            ETag / Last-Modified per source
 _state/health.json                       every source's health (last success, failures, next try)
 _state/seen/<source_id>.parquet          committed (article_id:content_hash) keys of a source; once
-                                         split, an empty pointer whose metadata names k (buckets_log2)
+                                         split, an empty pointer whose metadata names k (buckets_log2);
+                                         its metadata may also mark the index for rebuild
 _state/seen/<source_id>/delta.parquet    keys merged since the last fold (sources past 4,096 keys)
 _state/seen/<source_id>/k<k>/b<hex>.parquet  bucket of the keys whose article id starts with those
                                          k bits (past 16,384 keys; live once the pointer names k)
+_state/damaged/<key>.<utc-stamp>         a copy of a damaged object, kept for a person to look at
 _lease.json                              the lease of the run that holds the lake
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -77,3 +80,18 @@ def seen_delta_key(source_id: str) -> str:
 def seen_bucket_key(source_id: str, level: int, bucket: int) -> str:
     """Key of bucket ``bucket`` of 2^``level`` in a split seen index (hex, fixed width per level)."""
     return f"_state/seen/{source_id}/k{level}/b{bucket:0{max(1, (level + 3) // 4)}x}.parquet"
+
+
+_BUCKET = re.compile(r"k(?P<level>[0-9]{1,2})/b(?P<bucket>[0-9a-f]+)\.parquet")
+
+
+def seen_bucket_of(source_id: str, key: str) -> tuple[int, int] | None:
+    """The (level, bucket) a key names if it is a bucket of ``source_id``'s seen index, else None."""
+    folder = f"_state/seen/{source_id}/"
+    found = _BUCKET.fullmatch(key[len(folder) :]) if key.startswith(folder) else None
+    if found is None:
+        return None
+    level, bucket = int(found["level"]), int(found["bucket"], 16)
+    if not 1 <= level <= 32 or key != seen_bucket_key(source_id, level, bucket):
+        return None
+    return level, bucket

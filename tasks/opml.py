@@ -4,7 +4,9 @@ Input of ``read_opml``: the bytes of an OPML 1.0/2.0 file (Miniflux, FreshRSS, F
 ...). Output: one ``OpmlFeed`` per outline with an ``xmlUrl``, in document order, with the titles of
 the folders it sits in. ``write_opml`` turns sources into OPML 2.0 with one folder per first tag.
 lxml reads the file with entities unresolved, no DTD and no network: a subscription list from
-elsewhere is untrusted input.
+elsewhere is untrusted input, so a file that declares entities (in any encoding), is larger than
+``MAX_OPML_BYTES``, lists more than ``MAX_OPML_FEEDS`` feeds or nests outlines deeper than
+``MAX_FOLDER_DEPTH`` is refused with a ConfigError, and titles are cut to ``MAX_TITLE_CHARS``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from tasks.sources import Source
 # A reader's export nests folders two or three deep; anything far deeper is not a subscription list.
 MAX_FOLDER_DEPTH = 32
 PROLOG_BYTES = 64 * 1024
+# Readers' exports of thousands of feeds are a few hundred KiB; parsing a huge file holds it all in memory.
+MAX_OPML_BYTES = 8 * 1024 * 1024
+MAX_OPML_FEEDS = 10_000
+MAX_TITLE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class OpmlFeed:
 
 def read_opml(data: bytes, origin: str = "<opml>") -> tuple[OpmlFeed, ...]:
     """Every feed outline of an OPML document, raising ConfigError if it is not OPML."""
+    if len(data) > MAX_OPML_BYTES:
+        raise ConfigError(f"OPML file {origin} is larger than {MAX_OPML_BYTES} bytes; refused")
     if b"<!ENTITY" in data[:PROLOG_BYTES].upper():
         # Subscription lists never need entities; declaring them is how XML bombs start.
         raise ConfigError(f"OPML file {origin} declares XML entities; refused (possible XML bomb)")
@@ -47,12 +55,22 @@ def read_opml(data: bytes, origin: str = "<opml>") -> tuple[OpmlFeed, ...]:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         raise ConfigError(f"OPML file {origin} is not well-formed XML: {exc}") from exc
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        # The prolog check misses a UTF-16 file or a long DOCTYPE; libxml2 still expands entities
+        # in attribute values even with resolve_entities=False.
+        raise ConfigError(f"OPML file {origin} declares XML entities; refused (possible XML bomb)")
     if not isinstance(root.tag, str) or etree.QName(root).localname.lower() != "opml":
         raise ConfigError(f"OPML file {origin} has no <opml> root element")
     body = next((child for child in root if _name(child) == "body"), None)
     if body is None:
         raise ConfigError(f"OPML file {origin} has no <body> element")
-    return tuple(_feeds(body, (), 0, origin))
+    feeds: list[OpmlFeed] = []
+    for feed in _feeds(body, (), 0, origin):
+        if len(feeds) == MAX_OPML_FEEDS:
+            raise ConfigError(f"OPML file {origin} lists more than {MAX_OPML_FEEDS} feeds; split it")
+        feeds.append(feed)
+    return tuple(feeds)
 
 
 def write_opml(sources: Sequence[Source], title: str = "feedlake sources") -> bytes:
@@ -89,7 +107,7 @@ def _feeds(parent: etree._Element, folders: tuple[str, ...], depth: int, origin:
             continue
         # Readers differ in attribute case (xmlUrl, xmlurl) and some add namespaced ones.
         attrs = {etree.QName(k).localname.lower(): v.strip() for k, v in outline.attrib.items()}
-        title = " ".join((attrs.get("title") or attrs.get("text") or "").split()) or None
+        title = " ".join((attrs.get("title") or attrs.get("text") or "").split())[:MAX_TITLE_CHARS] or None
         url = attrs.get("xmlurl")
         if url:
             yield OpmlFeed(url, title, attrs.get("htmlurl") or None, folders, outline.sourceline or 0)

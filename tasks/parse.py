@@ -208,7 +208,10 @@ def _feed_links(feed_meta: Mapping[str, Any], base_url: str) -> tuple[tuple[str,
     for link in feed_meta.get("links") or ():
         rel, href = link.get("rel"), link.get("href")
         if isinstance(rel, str) and isinstance(href, str) and href.strip():
-            found.append((rel.strip().lower(), urljoin(base_url, href.strip())))
+            try:
+                found.append((rel.strip().lower(), urljoin(base_url, href.strip())))
+            except ValueError:  # e.g. "http://[bad/": an unusable link is skipped, not the feed
+                continue
     return tuple(found)
 
 

@@ -9,12 +9,16 @@ inline SVG per source, quiet sources first.
 The SVG is written by hand: the page must open with no script and no network, and a charting
 library brings one or the other (or a rasteriser). A chart is a handful of elements whatever the
 number of days: one ``<path>`` per series, each bar a subpath.
+
+A damaged document (not JSON, not UTF-8, not an object, ``sources`` or ``unreachable`` of the wrong
+type) is skipped with a warning naming its key or run: one bad file must not take the page down.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from typing import Any
 from tasks.lake_layout import VALIDATION
 from tasks.storage import ObjectStore
 
+log = logging.getLogger(__name__)
 DEFAULT_WEEKS = 4
 QUIET_DAYS = 3
 DAY_WIDTH = 6
@@ -99,6 +104,10 @@ def daily_series(
     counts: dict[str, list[list[int]]] = {}
     seen_runs: set[str] = set()
     for document in documents:
+        problem = document_problem(document)
+        if problem is not None:
+            log.warning("quality: skipped a validation document in the charts (%s)", problem)
+            continue
         run_id = str(document.get("run_id", ""))
         if run_id in seen_runs or document.get("kind", "poll") not in LIVE_KINDS:
             continue
@@ -148,8 +157,49 @@ def history_keys(keys: Iterable[str], now: datetime, weeks: int = DEFAULT_WEEKS)
 
 def read_history(store: ObjectStore, now: datetime, weeks: int = DEFAULT_WEEKS) -> list[dict[str, Any]]:
     """The validation documents of the runs in the last ``weeks`` weeks: one LIST, one GET each."""
-    keys = history_keys(store.list(f"{VALIDATION}/"), now, weeks)
-    return [json.loads(raw) for raw in (store.get(key) for key in keys) if raw is not None]
+    return read_documents(store, history_keys(store.list(f"{VALIDATION}/"), now, weeks))
+
+
+def read_documents(store: ObjectStore, keys: Iterable[str]) -> list[dict[str, Any]]:
+    """The validation documents at ``keys``, in order; a missing or damaged one is skipped."""
+    documents = []
+    for key in keys:
+        raw = store.get(key)
+        document = load_document(raw, key) if raw is not None else None
+        if document is not None:
+            documents.append(document)
+    return documents
+
+
+def load_document(raw: bytes, key: str) -> dict[str, Any] | None:
+    """A stored validation document, or None with a warning naming ``key`` if it is damaged."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # UnicodeDecodeError is a ValueError, named for the reader; "[[[[..." deep enough recurses.
+        log.warning("quality: skipped validation document %s: not UTF-8 JSON (%s)", key, exc)
+        return None
+    problem = document_problem(document)
+    if problem is not None:
+        log.warning("quality: skipped validation document %s: %s", key, problem)
+        return None
+    return dict(document)
+
+
+def document_problem(document: object) -> str | None:
+    """Why a validation document cannot be charted (its shape or field types), or None if it can."""
+    if not isinstance(document, Mapping):
+        return f"a JSON {type(document).__name__}, not an object"
+    run = f"run {str(document.get('run_id'))[:100]!r}"
+    sources = document.get("sources")
+    if sources is not None and (
+        not isinstance(sources, list) or not all(isinstance(source, Mapping) for source in sources)
+    ):
+        return f"{run}: 'sources' is not a list of objects"
+    unreachable = document.get("unreachable")
+    if unreachable is not None and not isinstance(unreachable, Mapping):
+        return f"{run}: 'unreachable' is not an object"
+    return None
 
 
 def render_chart(series: SourceSeries, chart_id: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,8 @@ from tasks.quality_charts import (
 )
 from tasks.report import markdown_table
 from tasks.validate import ValidationOutcome
+
+log = logging.getLogger(__name__)
 
 QUALITY_COLUMNS = ("source", "checked", "passed", "warned", "rejected", "status", "flags")
 COUNTS = ("checked", "passed", "warned", "rejected")
@@ -171,9 +174,24 @@ def render_quality_html(
     The per-source charts cover the ``weeks`` weeks up to ``now`` (default: the current time) and
     are drawn from ``history`` plus ``documents``: validation documents as stored in
     ``_validation/<run_id>.json`` (``tasks.quality_charts.read_history`` reads them from a lake); a
-    run given in both counts once. Only the runs in ``documents`` get a detailed section.
+    run given in both counts once. Only the runs in ``documents`` get a detailed section. A
+    document with missing keys or fields of the wrong type is left out, with a logged warning.
     """
-    ordered = sorted(documents, key=lambda d: str(d["run_id"]), reverse=True)
+    runs: list[tuple[str, str, str, Mapping[str, Any]]] = []
+    for document in documents:
+        try:
+            runs.append((str(document["run_id"]), _runs_row(document), _run_section(document), document))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A hand-edited or damaged document in the lake: the page still shows the good runs.
+            run = document.get("run_id") if isinstance(document, Mapping) else None
+            log.warning(
+                "quality: skipped validation document %s: %s %s",
+                validation_key(str(run)[:100]) if isinstance(run, str) else repr(document)[:100],
+                type(exc).__name__,
+                exc,
+            )
+    runs.sort(key=lambda run: run[0], reverse=True)
+    ordered = [document for *_, document in runs]
     now = now or datetime.now(UTC)
     series = daily_series([*(history or ()), *ordered], now, weeks)
     parts = [
@@ -188,27 +206,27 @@ def render_quality_html(
         "<code>feedlake quarantine replay</code> moves those that pass after a fix.</p>",
         render_history_section(series, weeks),
         "<h2>Runs</h2>",
-        _runs_table(ordered),
+        _runs_table([row for _, row, _, _ in runs]),
+        *(section for _, _, section, _ in runs),
+        "</body></html>",
     ]
-    for document in ordered:
-        parts.append(_run_section(document))
-    parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _runs_table(documents: Sequence[Mapping[str, Any]]) -> str:
+def _runs_table(rows: Sequence[str]) -> str:
     header = ("run", "kind", "validated at", *COUNTS, "sources", "failed", "flagged", "seconds")
-    rows = []
-    for d in documents:
-        t = d["totals"]
-        run = _e(d["run_id"])
-        cells = [f"<td><a href='#run-{run}'>{run}</a></td>", f"<td>{_e(d['kind'])}</td>"]
-        cells.append(f"<td>{_e(d['validated_at'])}</td>")
-        for name in (*COUNTS, "sources", "sources_failed", "sources_flagged"):
-            cells.append(_number(t[name], run=run, metric=name))
-        cells.append(f"<td class=n>{d['validate_seconds']:.2f}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
     return _table(header, rows, "runs")
+
+
+def _runs_row(d: Mapping[str, Any]) -> str:
+    t = d["totals"]
+    run = _e(d["run_id"])
+    cells = [f"<td><a href='#run-{run}'>{run}</a></td>", f"<td>{_e(d['kind'])}</td>"]
+    cells.append(f"<td>{_e(d['validated_at'])}</td>")
+    for name in (*COUNTS, "sources", "sources_failed", "sources_flagged"):
+        cells.append(_number(t[name], run=run, metric=name))
+    cells.append(f"<td class=n>{d['validate_seconds']:.2f}</td>")
+    return "<tr>" + "".join(cells) + "</tr>"
 
 
 def _run_section(document: Mapping[str, Any]) -> str:

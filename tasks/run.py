@@ -5,7 +5,8 @@ per source what happened. Every per-source step (state reads, fetch result handl
 normalize, dedup) runs inside ``SourceBoundary``: whatever it raises, a FeedlakeError or any other
 exception (kind ``bug``), becomes that source's error and the source leaves the run; the others go
 on. Only BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) pass through.
-A damaged state object of a source is set aside and rebuilt, and the source gets a warning.
+A damaged state object of a source is set aside or rebuilt, and the source gets a warning; a seen
+index that cannot be rebuilt now fails its source (it is never read as empty).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import TracebackType
 import pyarrow as pa
 
 from schemas.article import ARTICLE_SCHEMA
-from tasks.commit import CommitRecord, commit_run, rebuild_seen
+from tasks.commit import CommitRecord, commit_run, with_seen_repaired
 from tasks.dedup import drop_seen
 from tasks.errors import BUG_KIND, DamagedObjectError, FeedlakeError, bug_reason
 from tasks.fetch import FeedValidators, FetchResult
@@ -179,19 +180,17 @@ def read_stored_validators(
 
 
 def read_seen_repairing(store: ObjectStore, report: SourceReport, article_ids: pa.Array) -> pa.Array:
-    """``read_seen``; each damaged index object met is set aside and the index rebuilt from the
-    table's keys, with a warning on the source (a few tries: several objects may be damaged)."""
-    for _ in range(3):
-        try:
-            return read_seen(store, report.source_id, article_ids)
-        except DamagedObjectError as exc:
-            moved = set_aside(store, exc.key)
-            count = rebuild_seen(store, report.source_id)
-            report.warnings.append(
-                f"{exc.reason}; moved to {moved}, seen index rebuilt from {count} committed row keys"
-            )
-            log.warning("source %s: %s; moved to %s, index rebuilt", report.source_id, exc.reason, moved)
-    return read_seen(store, report.source_id, article_ids)
+    """``read_seen``; each damaged index object met is replaced by its rebuild from the table's keys,
+    with a warning on the source. One that cannot be rebuilt now raises DamagedObjectError naming it
+    (it stays in place, so the next poll tries again and nothing is deduplicated against a gap)."""
+
+    def warn(exc: DamagedObjectError, copy: str | None, count: int) -> None:
+        kept = f"; copied to {copy}" if copy else ""
+        report.warnings.append(f"{exc.reason}{kept}; seen index rebuilt from {count} committed row keys")
+
+    return with_seen_repaired(
+        store, report.source_id, lambda: read_seen(store, report.source_id, article_ids), on_repair=warn
+    )
 
 
 def drop_duplicates(

@@ -11,23 +11,22 @@ that ``Source.display_url`` and ``redact`` can hide it wherever a URL is shown o
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import idna
 import yaml
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, FetchTerminalError
+from tasks.url_guard import parse_fetch_url
 
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 SOURCE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 KINDS = ("official", "news", "blog")
-INTERVAL = re.compile(r"(\d+)([smhd])")
+INTERVAL = re.compile(r"([0-9]+)([smhd])")
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 VARIABLE_PREFIX = "FEEDLAKE_VAR_"
 # A catalog is a mapping > list > mapping > tag list: four levels. Deeper nesting is refused
@@ -49,6 +48,11 @@ KNOWN_KEYS = frozenset(
 )
 REQUIRED_KEYS = ("id", "url", "name", "publisher", "kind")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A poll interval between one second and thirty days: longer is a typo or a disabled feed (say
+# ``enabled: false``), and the scheduler's timedelta overflows on values far beyond it.
+MIN_INTERVAL_SECONDS = 1
+MAX_INTERVAL_SECONDS = 30 * 86400
+_INTERVAL_DIGITS = 8
 _SHOWN_CHARS = 80
 
 
@@ -113,11 +117,16 @@ class SourcesCheck:
 
 
 def parse_interval(text: str) -> int:
-    """Turn ``15m`` / ``1h`` / ``30s`` / ``1d`` into seconds."""
+    """Turn ``15m`` / ``1h`` / ``30s`` / ``1d`` into seconds, between 1 second and 30 days."""
     match = INTERVAL.fullmatch(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"poll_interval {text!r} is not like 30s, 15m, 1h or 1d")
-    return int(match.group(1)) * _SECONDS[match.group(2)]
+    if not match:
+        raise ValueError(f"poll_interval {_shown(text)} is not like 30s, 15m, 1h or 1d")
+    digits, unit = match.groups()
+    # Bounded before int(): the check never builds a huge number from a long digit string.
+    seconds = int(digits) * _SECONDS[unit] if len(digits.lstrip("0")) <= _INTERVAL_DIGITS else None
+    if seconds is None or not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
+        raise ValueError(f"poll_interval {_shown(text)} is out of range: it must be between 1s and 30d")
+    return seconds
 
 
 def placeholder_variables(environ: Mapping[str, str]) -> dict[str, str]:
@@ -164,36 +173,11 @@ def redact(text: str, sources: Iterable[Source]) -> str:
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be fetched as a feed (scheme, host, port, IDNA), or None if it can."""
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        return "url contains whitespace or control characters (percent-encode them)"
+    """Why the fetch would refuse ``url`` (scheme, host, port, IDNA), or None if it accepts it."""
     try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        return f"url is malformed: {exc}"
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return f"url must be an absolute http(s) URL, got {_shown(url)}"
-    host = parts.hostname
-    if not host:
-        return f"url {_shown(url)} has no host"
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        return f"url {_shown(url)} has a port that is not a number in 1..65535"
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
-    if parts.netloc.rpartition("@")[2].startswith("["):
-        return f"url {_shown(url)} has an invalid IPv6 address"
-    try:
-        # Underscores are not valid IDNA but are common in real host names, and httpx accepts them.
-        idna.encode(host.replace("_", "a"), uts46=True)
-    except (idna.IDNAError, UnicodeError) as exc:
-        return f"url host {_shown(host)} is not a valid domain name ({exc})"
+        parse_fetch_url(url)
+    except FetchTerminalError as exc:
+        return exc.reason
     return None
 
 

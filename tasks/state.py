@@ -19,10 +19,16 @@ the root or buckets hold them. A new level is written in full before the root is
 (If-Match) to point at it; that swap is the one step that makes it live, so a crash before it
 leaves the old index in force, and the rerun's unions complete the orphans.
 
-Damage: an object whose bytes do not decode raises ``DamagedObjectError`` naming its key. The run
-moves it aside with ``set_aside`` (copied under ``_state/damaged/``, never deleted) and rebuilds
-what it held: validators are simply fetched again, a seen index is rebuilt from the table's keys
-(``commit.rebuild_seen``).
+Damage: an object whose bytes do not decode raises ``DamagedObjectError`` naming its key. A
+damaged feed state is moved aside with ``set_aside`` (copied under ``_state/damaged/``, never
+deleted) and the feed fetched again. A damaged seen object is never removed: ``repair_seen_object``
+copies its bytes aside, then replaces it, in one If-Match write, by what it must hold given every
+committed key of the source (read from the table by ``commit.with_seen_repaired``). Until that
+write lands the damaged object stays in force and every read of it fails, so a rebuild that fails
+or is killed can never leave an index that forgets committed rows. When a commit's keys cannot
+reach a damaged index, ``mark_seen_for_rebuild`` marks the root (metadata ``REBUILD_META``): a
+marked root reads as damaged, so the source is rebuilt from the table before it is deduplicated
+again.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +54,7 @@ import pyarrow.parquet as pq
 
 from tasks.errors import DamagedObjectError, StoreTransientError
 from tasks.fetch import FeedValidators
-from tasks.lake_layout import feed_state_key, seen_bucket_key, seen_delta_key, seen_key
+from tasks.lake_layout import feed_state_key, seen_bucket_key, seen_bucket_of, seen_delta_key, seen_key
 from tasks.storage import MAX_CAS_ATTEMPTS, ObjectStore, replace_if_match, update_object
 
 DAMAGED = "_state/damaged"
@@ -60,7 +67,9 @@ SEEN_BATCH = 4 * SEEN_THREADS
 LEVEL_META = b"feedlake.seen.buckets_log2"
 PREVIOUS_META = b"feedlake.seen.previous_log2"
 DELTA_META = b"feedlake.seen.delta"
+REBUILD_META = b"feedlake.seen.rebuild"
 _HEX_ID = r"^[0-9a-f]{32}$"
+_STAMP = re.compile(r"[0-9]{8}T[0-9]{12}Z")
 _NIBBLES = np.zeros(256, np.uint64)
 _NIBBLES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
 _SHIFTS = np.arange(28, -1, -4, dtype=np.uint64)
@@ -88,13 +97,28 @@ def read_source_validators(store: ObjectStore, source_id: str) -> FeedValidators
 def set_aside(store: ObjectStore, key: str, now: datetime | None = None) -> str:
     """Move a damaged object to ``_state/damaged/<key>.<UTC stamp>`` (copied, then removed); return
     the new key. Its bytes are kept for a person to look at: feedlake never deletes them."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     raw = store.get(key)
-    moved = f"{DAMAGED}/{key}.{stamp}"
-    if raw is not None:
-        store.put(moved, raw)
-        store.delete(key)
+    if raw is None:
+        return _damaged_copy_key(key, now)
+    moved = keep_damaged_copy(store, key, raw, now)
+    store.delete(key)
     return moved
+
+
+def keep_damaged_copy(store: ObjectStore, key: str, raw: bytes, now: datetime | None = None) -> str:
+    """Copy a damaged object's bytes to ``_state/damaged/<key>.<UTC stamp>``; return the copy's key.
+
+    A copy with the same bytes is reused: a repair killed after its copy and rerun keeps one copy."""
+    for existing in store.list(f"{DAMAGED}/{key}."):
+        if _STAMP.fullmatch(existing[len(DAMAGED) + len(key) + 2 :]) and store.get(existing) == raw:
+            return existing
+    moved = _damaged_copy_key(key, now)
+    store.put(moved, raw)
+    return moved
+
+
+def _damaged_copy_key(key: str, now: datetime | None) -> str:
+    return f"{DAMAGED}/{key}.{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
 @dataclass(frozen=True)
@@ -194,9 +218,7 @@ def merge_seen(store: ObjectStore, source_id: str, keys: pa.Array, split_at: int
     """Add keys to a source's seen index (split into buckets past ``split_at`` keys, default
     ``SEEN_SPLIT_AT``); every write is a union with If-Match: safe to repeat, safe against a
     concurrent writer."""
-    split_at = SEEN_SPLIT_AT if split_at is None else split_at
-    if split_at < 8:
-        raise ValueError(f"split_at must be at least 8, not {split_at}")
+    split_at = _split_at(split_at)
     new = keys.cast(pa.string()).unique()
     if len(new) == 0:
         return
@@ -252,6 +274,115 @@ def _merge_into_base(store: ObjectStore, source_id: str, new: pa.Array, split_at
             return
         # The root moved while we wrote (a concurrent split or grow): merge again at its new level.
     raise StoreTransientError(f"seen index of {source_id} kept changing under this run; try again")
+
+
+def is_seen_object(source_id: str, key: str) -> bool:
+    """Whether ``key`` is an object of ``source_id``'s seen index (root, delta or a bucket)."""
+    return (
+        key in (seen_key(source_id), seen_delta_key(source_id)) or seen_bucket_of(source_id, key) is not None
+    )
+
+
+def repair_seen_object(
+    store: ObjectStore, source_id: str, key: str, committed: pa.Array, split_at: int | None = None
+) -> str | None:
+    """Replace a damaged (or marked) object of a source's seen index by what it must hold, given
+    ``committed``: every committed row key of the source. Return where its bytes were copied (None
+    if it was sound by now, or only marked).
+
+    The damaged object is never removed: its bytes are copied aside, then the replacement lands in
+    one If-Match write over it. Whatever fails or is killed before that write leaves it damaged, so
+    every read of it still fails and the next try starts over; nothing reads a partial index.
+    """
+    split_at = _split_at(split_at)
+    committed = committed.cast(pa.string()).unique()
+    bucket = seen_bucket_of(source_id, key)
+    if key == seen_key(source_id):
+
+        def rebuilt() -> bytes:
+            return _rebuilt_root(store, source_id, committed, split_at)
+    elif key == seen_delta_key(source_id):
+
+        def rebuilt() -> bytes:
+            # Every committed key: more than a delta needs, never less; the next fold empties it.
+            return _encode(committed)
+    elif bucket is not None:
+
+        def rebuilt() -> bytes:
+            return _encode(_in_bucket(committed, *bucket))
+    else:
+        raise ValueError(f"{key} is not an object of the seen index of {source_id}")
+    copy: str | None = None
+    body: bytes | None = None
+    for _ in range(MAX_CAS_ATTEMPTS):
+        found = store.get_versioned(key)
+        if found is None or _is_sound(found[0], key, source_id):
+            return copy
+        if key != seen_key(source_id) or not _is_marked(found[0]):
+            copy = keep_damaged_copy(store, key, found[0])
+        body = rebuilt() if body is None else body
+        if replace_if_match(store, key, body, found[1]):
+            return copy
+    raise StoreTransientError(f"seen index of {source_id} kept changing under its repair; try again")
+
+
+def mark_seen_for_rebuild(store: ObjectStore, source_id: str, reason: str) -> None:
+    """Mark a source's seen index for rebuild: from now on every read and merge of it fails as
+    damaged (and is repaired from the table first) until a rebuild replaces the root."""
+    key = seen_key(source_id)
+    body = _encode(pa.array([], pa.string()), {REBUILD_META: reason.encode("utf-8", "replace")[:1024]})
+
+    def mark(current: bytes | None) -> bytes | None:
+        # A damaged root already fails every read: it is the mark, and its bytes stay for a person.
+        if current is not None and not _is_sound(current, key, source_id):
+            return None
+        return body
+
+    update_object(store, key, mark, f"seen index of {source_id}")
+
+
+def _is_sound(raw: bytes, key: str, source_id: str) -> bool:
+    try:
+        if key == seen_key(source_id):
+            _ = _parse_root(raw, None, key).keys
+        else:
+            _decode(raw, key)
+    except DamagedObjectError:
+        return False
+    return True
+
+
+def _rebuilt_root(store: ObjectStore, source_id: str, committed: pa.Array, split_at: int) -> bytes:
+    """A root holding ``committed``: in itself while small, else in a level written in full first."""
+    if len(committed) <= split_at:
+        return _encode(committed, {DELTA_META: b"1"} if len(committed) >= split_at // 4 else None)
+    level = _level_for(len(committed), split_at)
+    # That level's buckets may be the old live ones or orphans: each holds committed keys only, so
+    # a union is right; a damaged one among them is replaced the same way as any other.
+    for _ in range(1 << level):
+        try:
+            _union_into_level(store, source_id, level, committed)
+            break
+        except DamagedObjectError as exc:
+            if seen_bucket_of(source_id, exc.key) is None:
+                raise
+            repair_seen_object(store, source_id, exc.key, committed, split_at)
+    else:
+        _union_into_level(store, source_id, level, committed)
+    # The old level is known only to the damaged root: if it is another one, it stays, unread.
+    return _pointer(level, previous=0)
+
+
+def _in_bucket(keys: pa.Array, level: int, bucket: int) -> pa.Array:
+    """The keys whose article id falls in ``bucket`` of 2^``level``."""
+    return keys.filter(pa.array(seen_buckets(_key_article_ids(keys), level) == bucket))
+
+
+def _split_at(split_at: int | None) -> int:
+    split_at = SEEN_SPLIT_AT if split_at is None else split_at
+    if split_at < 8:
+        raise ValueError(f"split_at must be at least 8, not {split_at}")
+    return split_at
 
 
 def seen_buckets(article_ids: pa.Array | pa.ChunkedArray, level: int) -> npt.NDArray[np.int64]:
@@ -354,24 +485,43 @@ def _union_object(store: ObjectStore, key: str, keys: pa.Array, what: str) -> in
 
 
 def _point_root(store: ObjectStore, source_id: str, etag: str | None, level: int, previous: int) -> bool:
+    return replace_if_match(store, seen_key(source_id), _pointer(level, previous), etag)
+
+
+def _pointer(level: int, previous: int) -> bytes:
     metadata = {LEVEL_META: str(level).encode(), PREVIOUS_META: str(previous).encode()}
-    return replace_if_match(store, seen_key(source_id), _encode(pa.array([], pa.string()), metadata), etag)
+    return _encode(pa.array([], pa.string()), metadata)
 
 
 def _read_root(store: ObjectStore, source_id: str) -> _Root:
     key = seen_key(source_id)
     found = store.get_versioned(key)
-    if found is None:
-        return _Root(None, None, key=key)
+    return _Root(None, None, key=key) if found is None else _parse_root(found[0], found[1], key)
+
+
+def _parse_root(raw: bytes, etag: str | None, key: str) -> _Root:
+    """A root object's level and flags; DamagedObjectError if it is not one, or is marked for rebuild."""
     try:
-        schema = pq.ParquetFile(pa.BufferReader(found[0])).schema_arrow
+        schema = pq.ParquetFile(pa.BufferReader(raw)).schema_arrow
         metadata = schema.metadata or {}
         level, previous = int(metadata.get(LEVEL_META, b"0")), int(metadata.get(PREVIOUS_META, b"0"))
     except (pa.ArrowException, ValueError) as exc:
         raise DamagedObjectError(key, f"not a seen index ({type(exc).__name__}: {exc})") from None
     if schema.names != ["key"] or not 0 <= level <= 32 or not 0 <= previous < max(level, 1):
         raise DamagedObjectError(key, "not a seen index (unexpected columns or level)")
-    return _Root(found[1], found[0], level, previous, DELTA_META in metadata, key)
+    if REBUILD_META in metadata:
+        reason = metadata[REBUILD_META].decode("utf-8", "replace")
+        raise DamagedObjectError(key, f"marked for rebuild from the table ({reason})")
+    return _Root(etag, raw, level, previous, DELTA_META in metadata, key)
+
+
+def _is_marked(raw: bytes) -> bool:
+    """Whether a root object is a sound one carrying the rebuild mark (not damaged bytes)."""
+    try:
+        metadata = pq.ParquetFile(pa.BufferReader(raw)).schema_arrow.metadata or {}
+    except (pa.ArrowException, ValueError):
+        return False
+    return REBUILD_META in metadata
 
 
 def _root_etag(store: ObjectStore, source_id: str) -> str | None:

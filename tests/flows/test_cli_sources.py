@@ -11,13 +11,19 @@ from pathlib import Path
 import pytest
 
 from flows.cli_sources import add_sources_subcommands, run_sources_subcommand
-from tasks.opml import read_opml
+from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
+from tasks.opml import MAX_OPML_BYTES, read_opml
 from tasks.sources import check_sources
 from tests.threaded_http import serve_handler
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 OPML = CASES / "opml"
 ATOM = (CASES / "corpus" / "feed-rs" / "atom_example_5.xml").read_bytes()
+BAD_SITE_JSON = (
+    b'{"version": "https://jsonfeed.org/version/1.1", "title": "Odd site", '
+    b'"home_page_url": "http://[bad/", "items": [{"id": "1", "url": "https://odd.example/1", '
+    b'"content_text": "hello"}]}'
+)
 
 MINE = """\
 # Hand-written; this comment must survive every import.
@@ -53,6 +59,8 @@ class Site(BaseHTTPRequestHandler):
             ),
             "/q/all.atom": ("application/atom+xml", ATOM),
             "/bare/": ("text/html", b"<html><head><title>bare</title></head></html>"),
+            # A feed whose home page link is malformed: the publisher comes from the URL given.
+            "/badsite.json": ("application/feed+json", BAD_SITE_JSON),
         }
         kind, body = pages.get(self.path, ("text/plain", b""))
         self.send_response(200 if body else 404)
@@ -198,3 +206,44 @@ def test_feedlake_sources_add_and_export_through_the_main_cli(tmp_path: Path, si
     assert main(["sources", "export-opml", str(target), "--out", str(tmp_path / "o.opml")]) == 0
     assert [f.url for f in read_opml((tmp_path / "o.opml").read_bytes())] == [f"{site}/q/all.atom"]
     shutil.rmtree(tmp_path)
+
+
+def test_import_names_malformed_urls_as_invalid_and_adds_the_rest(mine: Path, tmp_path: Path, capsys) -> None:
+    opml = tmp_path / "hostile.opml"
+    opml.write_text(
+        "<opml><body>"
+        '<outline text="Broken" xmlUrl="http://[bad/feed"/>'
+        '<outline xmlUrl="http://[::1/feed"/>'
+        '<outline text="Good" xmlUrl="https://good.example/feed" htmlUrl="http://[bad/"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    assert run(["sources", "import-opml", str(opml), "--to", str(mine)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"{mine}: 1 added, 0 already there, 2 invalid" in out
+    assert "skipped, not a usable feed URL: http://[bad/feed: " in out
+    assert "skipped, not a usable feed URL: http://[::1/feed: " in out
+    good = check_sources(mine).sources[-1]
+    assert (good.id, good.url, good.publisher) == ("good", "https://good.example/feed", "good.example")
+
+
+def test_import_of_a_huge_file_is_refused_without_reading_it_all(mine: Path, tmp_path: Path, capsys) -> None:
+    big = tmp_path / "big.opml"
+    with big.open("wb") as handle:
+        handle.write(b"<opml><body>")
+        handle.truncate(MAX_OPML_BYTES * 4)
+    assert run(["sources", "import-opml", str(big), "--to", str(mine)]) == EXIT_CANNOT_RUN
+    assert "larger than" in capsys.readouterr().err
+    assert mine.read_text(encoding="utf-8") == MINE
+
+
+def test_add_a_feed_whose_site_link_is_malformed(mine: Path, site: str, capsys) -> None:
+    assert run(["sources", "add", f"{site}/badsite.json", "--to", str(mine)]) == EXIT_OK
+    assert "1 added" in capsys.readouterr().out
+    added = check_sources(mine).sources[-1]
+    assert (added.id, added.url, added.publisher) == ("odd-site", f"{site}/badsite.json", "127.0.0.1")
+
+
+def test_exit_codes_are_shared_values() -> None:
+    assert (EXIT_OK, EXIT_CANNOT_RUN) == (0, 2)
+    assert run(["sources", "export-opml", "/nonexistent/sources.yaml"]) == EXIT_CANNOT_RUN

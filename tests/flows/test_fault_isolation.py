@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ import pytest
 
 import flows.poll
 import tasks.run
+from tasks.fetch import build_client, fetch_feeds
 from tests.conftest import write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -60,6 +62,39 @@ def inject_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flows.poll, "fetch_feeds_blocking", fetch)
 
 
+def inject_inside_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP client raises a ValueError for the bad source's request, inside ``fetch_feed``."""
+
+    async def explode(request: Any) -> None:
+        if request.url.path.endswith(BAD_PATH):
+            raise ValueError("the client tripped over its own feet")
+
+    def fetch(targets, validators, settings, on_result):
+        async def run():
+            async with build_client(settings) as client:
+                client.event_hooks = {"request": [explode], "response": []}
+                return await fetch_feeds(targets, validators, settings, client=client, on_result=on_result)
+
+        return asyncio.run(run())
+
+    monkeypatch.setattr(flows.poll, "fetch_feeds_blocking", fetch)
+
+
+def inject_result_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The poll's own handler of fetched results raises for the bad source, inside the fetch's loop."""
+    original = flows.poll.fetch_feeds_blocking
+
+    def fetch(targets, validators, settings, on_result):
+        def arrived(result):
+            if result.source_id == BAD and result.error is None:
+                raise RuntimeError("the handler dropped it")
+            on_result(result)
+
+        return original(targets, validators, settings, on_result=arrived)
+
+    monkeypatch.setattr(flows.poll, "fetch_feeds_blocking", fetch)
+
+
 def inject_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     original = flows.poll.validate_rows
 
@@ -78,9 +113,18 @@ def inject(name: str, exc: BaseException, source_of: Callable[..., str]):
     return patch
 
 
+# Case name (``stage`` or ``stage:where``) -> (how to break it for the bad source, start of its error).
 STAGES = {
     "state": (inject("read_source_validators", KeyError("etag"), lambda store, sid: sid), "KeyError"),
     "fetch": (inject_fetch, "RuntimeError: status went missing"),
+    "fetch:inside": (
+        inject_inside_fetch,
+        "unexpected error while fetching (ValueError: the client tripped over its own feet)",
+    ),
+    "fetch:result-handler": (
+        inject_result_handler,
+        "handling the fetched result failed (RuntimeError: the handler dropped it)",
+    ),
     "parse": (inject("parse_feed", MemoryError("parser ran out"), lambda r: r.source_id), "MemoryError"),
     "normalize": (
         inject("normalize_entries", Boom("unheard of"), lambda p, s, run: s.id),
@@ -106,9 +150,9 @@ def run_log() -> Iterator[list[logging.LogRecord]]:
     logger.removeHandler(handler)
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.parametrize("case", list(STAGES))
 def test_any_exception_at_any_stage_fails_only_its_source(
-    stage: str,
+    case: str,
     tmp_path: Path,
     snapshot_base_url: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -116,7 +160,8 @@ def test_any_exception_at_any_stage_fails_only_its_source(
 ) -> None:
     from flows.poll import poll_flow
 
-    patch, expected = STAGES[stage]
+    patch, expected = STAGES[case]
+    stage = case.partition(":")[0]
     patch(monkeypatch)
     sources = write_sources(
         tmp_path / "s.yaml",

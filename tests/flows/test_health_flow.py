@@ -38,8 +38,9 @@ def test_failing_source_backs_off_and_is_retried_when_due(
     assert main(["sources", "status", "--lake", str(lake)]) == EXIT_OK
     table = capsys.readouterr().out
     gone_line = next(line for line in table.splitlines() if line.startswith("gone"))
-    assert "failing" in gone_line and "404" in gone_line
-    assert "2 sources, 1 failing" in table
+    # Failing and waiting out its backoff: the state says so, with the next try and the last error.
+    assert "backing_off" in gone_line and "404" in gone_line and "next try" in gone_line
+    assert "2 sources: 1 backing_off, 1 ok (times in UTC)" in table
 
     # Once due again it is retried (never silently dropped) and its failures keep counting.
     health_path = lake / "_state" / "health.json"

@@ -66,9 +66,14 @@ def test_two_workers_share_the_runs_and_write_each_article_once(
                 ids.append(api_post(api, f"/deployments/{deployments[name]}/create_flow_run", {})["id"])
 
             def finished() -> list[dict]:
-                body = {"deployments": {"id": {"any_": list(deployments.values())}}, "limit": 50, "offset": 0}
-                runs = api_post(api, "/flow_runs/filter", body)
-                done = [r for r in runs if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")]
+                # Finished runs only: the scheduler also holds dozens of future runs of the 20 s group.
+                body = {
+                    "deployments": {"id": {"any_": list(deployments.values())}},
+                    "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}},
+                    "limit": 200,
+                    "offset": 0,
+                }
+                runs = done = api_post(api, "/flow_runs/filter", body)
                 on_schedule = [r for r in done if r["deployment_id"] == deployments[scheduled]]
                 manual = [r for r in done if r["id"] in ids]
                 return runs if len(on_schedule) >= 2 and len(manual) == len(ids) else []

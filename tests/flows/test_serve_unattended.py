@@ -116,7 +116,7 @@ def test_serve_polls_on_schedule_without_a_prefect_server(tmp_path: Path) -> Non
             stopped_in = time.monotonic() - started
     output = log.read_text()
     assert serve.returncode == 0, output[-3000:]
-    assert stopped_in < 15, f"SIGTERM took {stopped_in:.1f} s"
+    assert stopped_in < 20, f"SIGTERM took {stopped_in:.1f} s"
     gaps = [b - a for a, b in zip(site.request_times, site.request_times[1:], strict=False)]
     assert all(gap < 2 * INTERVAL for gap in gaps[:2]), f"polls were not on schedule: gaps {gaps}"
     assert_lake_holds_a_prefix_once(lake, site, third)
@@ -148,7 +148,8 @@ def test_serve_resumes_within_one_interval_after_sigkill_mid_poll(tmp_path: Path
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)
     output = log.read_text()
-    # Start-up (server and first flow-run process) plus one interval; a held slot would take 300 s.
-    assert resumed_in < 90, f"the restarted serve polled only after {resumed_in:.0f} s\n{output[-3000:]}"
+    # Start-up (server and first flow-run process) plus one interval, with slack for a loaded
+    # machine; a slot held until Prefect's lease expires would take 300 s.
+    assert resumed_in < 150, f"the restarted serve polled only after {resumed_in:.0f} s\n{output[-3000:]}"
     assert "marked 1 runs of a previous serve as crashed" in output, output[-3000:]
     assert_lake_holds_a_prefix_once(lake, site, after)

@@ -42,6 +42,7 @@ def test_a_damaged_seen_index_is_set_aside_and_rebuilt_from_the_table(store: Obj
     seen = read_seen_repairing(store, report, rows.column("article_id").combine_chunks())
     assert len(seen) == 5, "every committed key is back: nothing is ingested twice"
     assert set_aside_copies(store, seen_key("a")) == [GARBAGE]
+    assert len(read_seen(store, "a")) == 5, "replaced in place by its rebuild, never removed first"
     assert seen_key("a") in report.warnings[0] and "rebuilt from 5 committed row keys" in report.warnings[0]
     # Polling the same rows again adds nothing.
     poll_once(store, rows, "run-2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import FetchTerminalError, ParseError
-from tasks.feed_discovery import COMMON_FEED_PATHS, discover_feed_blocking, feed_links
+from tasks.feed_discovery import COMMON_FEED_PATHS, common_feed_urls, discover_feed_blocking, feed_links
 from tasks.settings import FeedlakeSettings
 from tests.threaded_http import serve_handler
 
@@ -27,6 +28,14 @@ LINKED_PAGE = b"""<!doctype html>
 <LINK REL="Alternate" TYPE="application/rss+xml; charset=utf-8" title="Posts" href="feeds/main.rss">
 </head><body><p>Hello</p></body></html>"""
 PLAIN_PAGE = b"<!doctype html><html><head><title>Plain</title></head><body>no links</body></html>"
+# Malformed links first (an unclosed IPv6 host, a bad port), then the real one.
+HOSTILE_PAGE = b"""<html><head><base href="http://[bad/">
+<link rel="alternate" type="application/rss+xml" href="http://[bad/">
+<link rel="alternate" type="application/rss+xml" href="http://x.example:99999/feed">
+<link rel="alternate" type="application/rss+xml" href="/blog/feeds/main.rss">
+</head></html>"""
+# The feed's own home page link is malformed: it is no site then.
+BAD_LINK_JSON = JSON_FEED.replace(b'"home_page_url"', b'"home_page_url": "http://[bad/", "was"', 1)
 
 ROUTES: dict[str, tuple[str, bytes]] = {
     "/linked/": ("text/html; charset=utf-8", LINKED_PAGE),
@@ -34,6 +43,8 @@ ROUTES: dict[str, tuple[str, bytes]] = {
     "/plain/": ("text/html", PLAIN_PAGE),
     "/feed": ("application/atom+xml", ATOM),
     "/feed.json": ("application/feed+json", JSON_FEED),
+    "/hostile/": ("text/html", HOSTILE_PAGE),
+    "/badlink.json": ("application/feed+json", BAD_LINK_JSON),
 }
 REQUESTS: list[str] = []
 
@@ -133,3 +144,46 @@ def test_feed_links_reads_only_feed_alternates() -> None:
     assert feed_links(page, "https://example.org/") == []
     assert feed_links(b"<html><head><link rel=alternate", "https://example.org/") == []
     assert len(COMMON_FEED_PATHS) == 7
+
+
+def test_malformed_links_are_skipped_not_raised() -> None:
+    page_url = "https://example.org/p/"
+    # The malformed <base> is ignored: the good link resolves against the page.
+    assert feed_links(HOSTILE_PAGE, page_url) == ["https://example.org/blog/feeds/main.rss"]
+    assert feed_links(HOSTILE_PAGE.decode(), page_url) == ["https://example.org/blog/feeds/main.rss"]
+    # A page whose own URL is malformed yields nothing to try, not a traceback.
+    assert feed_links(HOSTILE_PAGE, "http://[bad/") == []
+    assert common_feed_urls("http://[bad/") == []
+    assert common_feed_urls("https://example.org/p/")[0] == "https://example.org/feed"
+
+
+def test_discovery_skips_malformed_links_and_keeps_a_usable_site(
+    site: str, settings: FeedlakeSettings
+) -> None:
+    found = discover_feed_blocking(f"{site}/hostile/", settings)
+    assert (found.url, found.found_by) == (f"{site}/blog/feeds/main.rss", "<link rel=alternate>")
+    assert found.site_url == "http://www.bbc.co.uk/programmes/b006qykl"
+    itself = discover_feed_blocking(f"{site}/badlink.json", settings)
+    assert (itself.url, itself.found_by, itself.site_url) == (f"{site}/badlink.json", "the URL itself", None)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"<a x=y " * 10_000,  # quadratic in the standard library's HTMLParser: tens of seconds
+        b"<![" * 20_000,  # AssertionError from the standard library's HTMLParser
+        b"<?" * 100_000,
+        b"\xff\xfe\x00<" * 50_000,  # not UTF-8
+    ],
+)
+def test_hostile_markup_is_scanned_quickly_and_never_raises(junk: bytes) -> None:
+    page = b'<html><head><link rel="alternate" type="application/atom+xml" href="/a.xml">' + junk
+    started = time.perf_counter()
+    assert feed_links(page, "https://example.org/") == ["https://example.org/a.xml"]
+    assert time.perf_counter() - started < 2
+
+
+def test_a_page_of_many_links_is_cut_short() -> None:
+    link = b'<link rel="alternate" type="application/rss+xml" href="/f%d">'
+    page = b"".join(link % n for n in range(50_000))
+    assert feed_links(page, "https://example.org/") == [f"https://example.org/f{n}" for n in range(10)]

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tasks.fetch import FeedValidators, fetch_feeds_blocking
+from tasks.fetch import FeedValidators, FetchResult, fetch_feeds_blocking
 from tasks.settings import FeedlakeSettings
 from tasks.sources import Source
 
@@ -202,7 +202,7 @@ def test_non_http_schemes_are_refused() -> None:
     feed = Source(id="f", url="http://x.invalid/", name="f", publisher="p", kind="news")
     for url in ("ftp://example.org/feed.xml", "file:///etc/passwd"):
         [result] = fetch_feeds_blocking([Source(**{**feed.__dict__, "url": url})], {}, settings())
-        assert result.error is not None and "refused scheme" in result.error.reason
+        assert result.error is not None and "absolute http(s) URL" in result.error.reason
 
 
 def test_user_agent_names_feedlake_and_the_contact_url(server: str) -> None:
@@ -210,3 +210,21 @@ def test_user_agent_names_feedlake_and_the_contact_url(server: str) -> None:
         [source("ok", server, "?ua")], {}, settings(contact_url="https://example.org/contact")
     )
     assert USER_AGENTS["/ok?ua"] == "feedlake/0.1 (+https://example.org/contact)"
+
+
+def test_a_failing_result_handler_is_that_sources_error_not_the_runs(server: str) -> None:
+    handled: list[tuple[str, str | None]] = []
+
+    def on_result(result: FetchResult) -> None:
+        if result.source_id == "ok" and result.error is None:
+            raise KeyError("the handler lost its table")
+        handled.append((result.source_id, result.error.kind if result.error else None))
+
+    ok, late = fetch_feeds_blocking(
+        [source("ok", server, "?handler"), source("late", server, "?handler")], {}, settings(), on_result
+    )
+    assert late.error is None and late.body == FEED
+    assert ok.error is not None and ok.error.kind == "bug" and ok.body is None
+    assert "KeyError: 'the handler lost its table'" in ok.error.reason
+    # The handler heard of the source's failure in place of the result it could not take.
+    assert sorted(handled) == [("late", None), ("ok", "bug")]

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from tasks.errors import ConfigError
-from tasks.opml import OpmlFeed, read_opml, write_opml
+from tasks.opml import MAX_OPML_BYTES, MAX_OPML_FEEDS, MAX_TITLE_CHARS, OpmlFeed, read_opml, write_opml
 from tasks.sources import Source
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "opml"
@@ -110,3 +110,47 @@ def test_written_opml_is_opml_2_and_round_trips() -> None:
         ("https://x.example/feed?token=${FEEDLAKE_VAR_TOKEN}", "Private", ("official",)),
         ("https://blog.example/feed", "A blog", ()),
     ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # UTF-16: the byte scan of the prolog does not see "<!ENTITY".
+        (
+            '<?xml version="1.0" encoding="utf-16"?><!DOCTYPE opml [<!ENTITY a "x">]>'
+            '<opml><body><outline text="&a;" xmlUrl="https://a.org/feed"/></body></opml>'
+        ).encode("utf-16"),
+        # The declaration after 64 KiB of comment.
+        b"<!DOCTYPE opml [<!-- " + b"x" * 70_000 + b' --><!ENTITY a "x">]>'
+        b'<opml><body><outline text="&a;" xmlUrl="https://a.org/feed"/></body></opml>',
+    ],
+)
+def test_entity_declarations_are_refused_wherever_they_hide(data: bytes) -> None:
+    with pytest.raises(ConfigError, match="declares XML entities"):
+        read_opml(data, "hidden.opml")
+
+
+def test_huge_files_and_lists_are_refused_and_titles_cut() -> None:
+    with pytest.raises(ConfigError, match="larger than"):
+        read_opml(b"<opml><body>" + b" " * MAX_OPML_BYTES + b"</body></opml>", "big.opml")
+    outline = b'<outline text="t" xmlUrl="https://a.org/f"/>'
+    with pytest.raises(ConfigError, match=f"more than {MAX_OPML_FEEDS} feeds"):
+        read_opml(b"<opml><body>" + outline * (MAX_OPML_FEEDS + 1) + b"</body></opml>", "many.opml")
+    long_title = (
+        b'<opml><body><outline text="' + b"L" * 10_000 + b'" xmlUrl="https://a.org/f"/></body></opml>'
+    )
+    assert read_opml(long_title)[0].title == "L" * MAX_TITLE_CHARS
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"<opml><body><outline text='\xe9\xff' xmlUrl='https://a.org/f'/></body></opml>", "well-formed"),
+        (b"<?xml version='1.0' encoding='x-bogus'?><opml><body/></opml>", "well-formed"),
+        (b"<opml><body>" + b"<x>" * 300 + b"</x>" * 300 + b"</body></opml>", "well-formed"),
+        (b"<opml><body>" + b"<outline text='f'>" * 40 + b"</outline>" * 40 + b"</body></opml>", "deeper"),
+    ],
+)
+def test_bad_bytes_and_deep_nesting_are_config_errors(data: bytes, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        read_opml(data, "hostile.opml")

@@ -13,6 +13,7 @@ from tasks.lake_layout import validation_key
 from tasks.quality_charts import (
     daily_series,
     history_keys,
+    read_documents,
     read_history,
     render_chart,
     render_history_section,
@@ -123,3 +124,48 @@ def test_history_is_read_from_the_lake_by_window(tmp_path: Path) -> None:
     assert history_keys(["_validation/no-stamp.json"], NOW) == ["_validation/no-stamp.json"]
     assert [d["run_id"] for d in read_history(store, NOW)] == [new["run_id"]]
     assert read_history(store, NOW + timedelta(days=90)) == []
+
+
+AT = '"validated_at": "2026-11-22T12:00:04+00:00"'
+DAMAGED = {
+    "20261122T120001Z-notjson": b"{not json",
+    "20261122T120002Z-notutf8": b'{"run_id": "\xff\xfe"}',
+    "20261122T120003Z-alist": b"[1, 2, 3]",
+    "20261122T120004Z-sources": ('{"run_id": "x", ' + AT + ', "sources": "abc"}').encode(),
+    "20261122T120005Z-items": ('{"run_id": "y", ' + AT + ', "sources": [1]}').encode(),
+    "20261122T120006Z-unreach": ('{"run_id": "z", ' + AT + ', "unreachable": 7}').encode(),
+    "20261122T120007Z-deep": b"[" * 100_000,
+}
+
+
+def test_damaged_documents_are_skipped_and_named(tmp_path: Path, caplog) -> None:
+    store = open_store(str(tmp_path / "lake"))
+    good = run("2026-11-22T12:00:00+00:00", {"a": (6, 1, False)})
+    store.put(validation_key(good["run_id"]), json.dumps(good).encode())
+    for run_id, raw in DAMAGED.items():
+        store.put(validation_key(run_id), raw)
+    with caplog.at_level("WARNING", logger="tasks.quality_charts"):
+        history = read_history(store, NOW)
+    assert [d["run_id"] for d in history] == [good["run_id"]]
+    warned = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    for run_id in DAMAGED:
+        assert validation_key(run_id) in warned
+    keys = [k for k in store.list("_validation/") if k.endswith(".json")]
+    assert read_documents(store, keys) == history
+    a = by_id(daily_series(history, NOW))["a"]
+    assert sum(a.committed) == 6 and sum(a.quarantined) == 1
+
+
+def test_documents_of_the_wrong_shape_are_left_out_of_the_series(caplog) -> None:
+    good = run("2026-11-22T12:00:00+00:00", {"a": (3, 0, False)})
+    bad: list[Any] = [
+        [good],
+        "text",
+        {**run("2026-11-22T13:00:00+00:00", {"b": (1, 0, False)}), "sources": 5},
+        {**run("2026-11-22T14:00:00+00:00", {"c": (1, 0, False)}), "sources": ["c"]},
+        {**run("2026-11-22T15:00:00+00:00", {"d": (1, 0, False)}), "unreachable": ["d", 1]},
+    ]
+    with caplog.at_level("WARNING", logger="tasks.quality_charts"):
+        series = daily_series([*bad, good], NOW)
+    assert [s.source_id for s in series] == ["a"] and sum(series[0].committed) == 3
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == len(bad)

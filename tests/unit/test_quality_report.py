@@ -11,6 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tasks.lake_layout import validation_key
+from tasks.quality_charts import document_time, read_documents, read_history
 from tasks.quality_report import (
     has_findings,
     quality_markdown,
@@ -18,6 +20,7 @@ from tasks.quality_report import (
     render_quality_html,
     validation_document,
 )
+from tasks.storage import open_store
 from tasks.validate import ArticleValidator, FeedFacts, ValidationOutcome
 from tests.article_rows import corpus_rows, make_rows, replace_column
 from tests.browser import figures, rendered_dom
@@ -188,3 +191,47 @@ class Charts(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.titles.append(data)
+
+
+def test_page_leaves_out_damaged_runs_and_renders_the_good_ones(
+    document: dict, tmp_path: Path, caplog
+) -> None:
+    good_run = document["run_id"]
+    broken: dict[str, Any] = {
+        "20261123T090000Z-notime": {k: v for k, v in document.items() if k != "totals"},
+        "20261123T090001Z-seconds": {**document, "validate_seconds": "slow"},
+        "20261123T090002Z-sources": {**document, "sources": [{"source_id": "s", "failed": 3}]},
+        "20261123T090003Z-unexpected": {
+            **document,
+            "expectations": [{**document["expectations"][0], "unexpected": "many"}],
+        },
+        "20261123T090004Z-unreach": {**document, "unreachable": ["x"]},
+    }
+    store = open_store(str(tmp_path / "lake"))
+    store.put(validation_key(good_run), json.dumps(document).encode())
+    store.put(validation_key("20261123T090005Z-garbage"), b"\x00\xff{")
+    for run_id, bad in broken.items():
+        store.put(validation_key(run_id), json.dumps({**bad, "run_id": run_id}).encode())
+    # What `feedlake quality report` does: the last runs, and the weeks of history for the charts.
+    keys = [k for k in store.list("_validation/") if k.endswith(".json")]
+    now = document_time(document)
+    with caplog.at_level("WARNING"):
+        page = render_quality_html(
+            read_documents(store, keys), store.uri(), history=read_history(store, now), now=now
+        )
+    assert f"id='run-{good_run}'" in page and "1 run(s)" in page
+    for run_id in broken:
+        assert f"id='run-{run_id}'" not in page
+    warned = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    for run_id in [*broken, "20261123T090005Z-garbage"]:
+        assert validation_key(run_id) in warned
+    # The charts are drawn from every document they can read: the good run's sources are there.
+    for source in document["sources"]:
+        assert f"data-source='{source['source_id']}' data-metric=rows_in_window>" in page
+
+
+def test_page_of_documents_that_are_not_objects_still_renders(document: dict, caplog) -> None:
+    with caplog.at_level("WARNING", logger="tasks.quality_report"):
+        page = render_quality_html([[1, 2], "text", None, document], "lake")  # type: ignore[list-item]
+    assert f"id='run-{document['run_id']}'" in page and "1 run(s)" in page
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 3

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, FetchTerminalError
 from tasks.sources import Source, check_sources, load_sources, parse_interval, redact, url_problem
+from tasks.url_guard import parse_fetch_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,18 +109,19 @@ BROKEN = {
         "placeholders are read only from FEEDLAKE_VAR_*",
     ),
     "id with a trailing newline": (entry('"bad-id\\n"'), "bad-id", "lowercase slug"),
-    "port out of range": (
-        entry(url="http://x.org:99999/feed"),
-        "99999",
-        "port that is not a number in 1..65535",
-    ),
-    "port zero": (entry(url="http://x.org:0/feed"), "x.org:0", "port that is not a number in 1..65535"),
-    "port not a number": (entry(url="http://x.org:http/feed"), "x.org:http", "not a number in 1..65535"),
-    "no host": (entry(url="http:///feed.xml"), "http:///", "absolute http(s) URL"),
+    "port out of range": (entry(url="http://x.org:99999/feed"), "99999", "port 99999 is out of range"),
+    "port zero": (entry(url="http://x.org:0/feed"), "x.org:0", "port 0 is out of range"),
+    "port not a number": (entry(url="http://x.org:http/feed"), "x.org:http", "Invalid port: 'http'"),
+    "no host": (entry(url="http:///feed.xml"), "http:///", "has no host"),
     "empty host": (entry(url="http://:80/feed.xml"), "http://:80", "has no host"),
-    "bad IDNA host": (entry(url="http://\u2603.com/feed"), "\u2603", "not a valid domain name"),
-    "empty label": (entry(url="http://a..b/feed"), "a..b", "not a valid domain name"),
-    "space in url": (entry(url='"http://x.org/a b"'), "a b", "whitespace or control characters"),
+    "bad IDNA host": (entry(url="http://\u2603.com/feed"), "\u2603", "Invalid IDNA hostname"),
+    "empty label": (entry(url="http://a..b/feed"), "a..b", "not a valid host name"),
+    "control character in url": (entry(url='"http://x.org/a\\tb"'), "a\\tb", "non-printable"),
+    "poll_interval beyond 30 days": (
+        entry(extra="poll_interval: 99999999999999999999d"),
+        "poll_interval",
+        "out of range: it must be between 1s and 30d",
+    ),
     "bad date value": (entry(extra="country: 2024-13-45"), "2024-13-45", "month must be in 1..12"),
     "repeated key": (entry(extra="kind: blog"), "kind: blog", "key 'kind' appears twice"),
 }
@@ -221,9 +223,25 @@ def test_variables_are_expanded_in_urls(tmp_path: Path) -> None:
     assert "file:///tmp" not in checked.problems[0].message
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800), ("1s", 1), ("30d", 30 * 86400)],
+)
 def test_parse_interval(text: str, seconds: int) -> None:
     assert parse_interval(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0s", "31d", "2592001s", "99999999999999999999d", "9" * 5000 + "s"])
+def test_parse_interval_refuses_intervals_outside_one_second_to_thirty_days(text: str) -> None:
+    # Anything it accepts must fit the scheduler's timedelta (flows/deployments.py).
+    with pytest.raises(ValueError, match="between 1s and 30d"):
+        parse_interval(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0665m", "15", "m", "1.5h", "-1m"])
+def test_parse_interval_refuses_what_is_not_an_interval(text: str) -> None:
+    with pytest.raises(ValueError, match="is not like 30s"):
+        parse_interval(text)
 
 
 def test_default_catalog_checks_clean() -> None:
@@ -356,11 +374,41 @@ def test_url_problem_accepts_real_feed_urls(url: str) -> None:
         ("http://x.org:65536/", "port"),
         ("http://[::1/", "malformed"),
         ("mailto:x@example.org", "absolute http(s) URL"),
-        ("http://-bad.example/", "not a valid domain name"),
-        ("http://" + "a" * 64 + ".example/", "not a valid domain name"),
-        ("http://x.org/\x00", "control characters"),
+        ("http://-bad.example/", "not a valid host name"),
+        ("http://" + "a" * 64 + ".example/", "not a valid host name"),
+        ("http://x.org/\x00", "non-printable"),
     ],
 )
 def test_url_problem_names_what_is_wrong(url: str, message: str) -> None:
     problem = url_problem(url)
     assert problem is not None and message in problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Valid under UTS 46 mapping (XII, ff), but the fetch's IDNA encoding refuses them.
+        "http://\u216b.example/f",
+        "http://\ufb00.example/",
+        # An A-label that decodes to nothing valid: looks like a host name, is not one.
+        "http://xn--abc.example/",
+    ],
+)
+def test_the_check_and_the_fetch_refuse_the_same_urls(url: str, tmp_path: Path) -> None:
+    text = GOOD + entry(url=f'"{url}"')
+    checked = check_sources(write(tmp_path, text))
+    assert [p.line for p in checked.problems] == [line_of(text, "url:", nth=2)]
+    problem = url_problem(url)
+    assert problem is not None and problem in checked.problems[0].message
+    with pytest.raises(FetchTerminalError) as refused:
+        parse_fetch_url(url, "s")
+    assert refused.value.reason == problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://xn--bcher-kva.de/feed", "https://b\u00fccher.de/feed", "http://x.org/a b", "http://x.org:1/"],
+)
+def test_what_the_fetch_accepts_passes_the_check(url: str) -> None:
+    assert parse_fetch_url(url, "s")
+    assert url_problem(url) is None
