@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help setup demo test lint format types pytest test-tools bench bench-quick bench-validation bench-backfill clean
+.PHONY: help setup demo test lint format types pytest test-tools bench bench-quick bench-validation bench-backfill bench-prefect-history clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-validation: $(STAMP) ## GX validation timings (10,000-row batch, share of 
 
 bench-backfill: $(STAMP) ## backfill of 1,000,000 synthetic articles, 1 and 2 processes
 	$(BIN)/python bench/backfill.py
+
+bench-prefect-history: $(STAMP) ## how fast `feedlake serve`'s Prefect database grows (1 and 20 sources, 30 s polls)
+	$(BIN)/python bench/prefect_history.py
 
 clean: ## remove the virtualenv, the demo lake and caches
 	rm -rf $(VENV) lake .pytest_cache .mypy_cache .ruff_cache
