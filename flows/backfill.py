@@ -152,7 +152,12 @@ def backfill_flow(
 
 def backfill_with_dask(address: str, workers: int) -> Any:
     """The backfill flow on a Dask cluster: ``local`` starts one of ``workers`` processes here."""
-    from prefect_dask.task_runners import DaskTaskRunner
+    try:
+        from prefect_dask.task_runners import DaskTaskRunner
+    except ImportError:
+        raise ConfigError(
+            "--dask needs the dask extra, which is not installed: pip install 'feedlake[dask]'"
+        ) from None
 
     runner: Any
     if address == "local":

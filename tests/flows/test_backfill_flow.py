@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import httpx
 import pyarrow.dataset as ds
 import pytest
 
-from flows.cli import EXIT_OK, main
+from flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
 from tasks.backfill import commit_backfill_batch, run_backfill, start_or_resume
 from tasks.backfill_captures import archive_captures, http_fetcher
 from tasks.settings import FeedlakeSettings
@@ -172,3 +173,12 @@ def test_backfill_on_a_local_dask_cluster_gives_the_same_rows(tmp_path: Path, si
     response.raise_for_status()
     # One task per document, run by the Dask cluster's worker processes.
     assert sum(r["state_type"] == "COMPLETED" for r in response.json()) >= 6
+
+
+def test_dask_without_its_extra_names_the_extra(tmp_path: Path, capsys, monkeypatch) -> None:
+    # As on an install without `feedlake[dask]`: the import of prefect_dask fails.
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)
+    monkeypatch.setitem(sys.modules, "prefect_dask.task_runners", None)
+    command = ["backfill", "any-source", "--lake", str(tmp_path / "lake"), "--dask", "local"]
+    assert main(command) == EXIT_CANNOT_RUN
+    assert "pip install 'feedlake[dask]'" in capsys.readouterr().err
