@@ -290,6 +290,8 @@ def _poll_under_lease(
     )
     # The whole stage: GX import and context build included, not just the suite pass.
     validate_seconds = time.perf_counter() - validate_started
+    # Before anything shows or stores them (validation record, events, health, the summary); what the
+    # commit adds later to the reports (quality flags) quotes no URL.
     redact_reports(reports, catalog)
     # Sources that checked nothing because they failed before validation: the charts count them.
     unreachable = {
@@ -315,7 +317,6 @@ def _poll_under_lease(
         create_markdown_artifact(
             quality_markdown(quality), key="feedlake-data-quality", description="Data quality per source"
         )
-    redact_reports(reports, catalog)
     try:
         emit_poll_events(store.uri(), record, reports.values())
     except Exception as exc:  # noqa: BLE001 - the data is committed; health must still be written

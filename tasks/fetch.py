@@ -160,14 +160,9 @@ async def fetch_feeds(
         try:
             on_result(result)
         except Exception as exc:  # the caller's handling of one result must not sink the others
-            log.debug("fetch: handling the result of %s failed:\n%s", source.id, _redacted_trace(exc, source))
             failed = _failed(
                 source,
-                UnexpectedError(
-                    source.redact(f"handling the fetched result failed ({bug_reason(exc)})"),
-                    source_id=source.id,
-                    url=source.display_url,
-                ),
+                _unexpected(source, "handling the fetched result failed", exc),
                 result.fetched_at,
                 result.attempts,
                 result.elapsed_seconds,
@@ -242,12 +237,7 @@ def _outcome(
     exc = task.exception()
     if exc is None:
         return task.result()
-    log.debug("fetch of %s failed unexpectedly:\n%s", source.id, _redacted_trace(exc, source))
-    error = UnexpectedError(
-        source.redact(f"unexpected error while fetching ({bug_reason(exc)})"),
-        source_id=source.id,
-        url=source.display_url,
-    )
+    error = _unexpected(source, "unexpected error while fetching", exc)
     return deliver(_failed(source, error, now, 0, time.monotonic() - started), source)
 
 
@@ -339,13 +329,7 @@ async def fetch_feed(
         except (FeedlakeError, TimeoutError, httpx.HTTPError) as exc:
             error = _as_feed_error(exc, source, settings)
         except Exception as exc:  # one source's unforeseen failure must not sink the others
-            # The reason names the exception; its traceback is for whoever debugs the bug.
-            log.debug("fetch of %s failed unexpectedly:\n%s", source.id, _redacted_trace(exc, source))
-            error = UnexpectedError(
-                source.redact(f"unexpected error while fetching ({bug_reason(exc)})"),
-                source_id=source.id,
-                url=source.display_url,
-            )
+            error = _unexpected(source, "unexpected error while fetching", exc)
         delay = _backoff(settings.backoff_seconds, attempt, error)
         wait = delay  # before the next attempt can start
         if isinstance(error, FetchTransientError) and error.retry_after is not None:
@@ -373,9 +357,17 @@ def _failed(
     )
 
 
-def _redacted_trace(exc: BaseException, source: Source) -> str:
-    """The traceback of ``exc`` as text for a debug line, with the source's secrets redacted."""
-    return source.redact("".join(traceback.format_exception(exc)).rstrip())
+def _unexpected(source: Source, what: str, exc: BaseException) -> UnexpectedError:
+    """A source's error (kind ``bug``) for an exception feedlake did not raise on purpose.
+
+    The reason names the exception; its traceback, secrets redacted, goes to a debug line for
+    whoever debugs the bug.
+    """
+    trace = source.redact("".join(traceback.format_exception(exc)).rstrip())
+    log.debug("fetch of %s: %s:\n%s", source.id, what, trace)
+    return UnexpectedError(
+        source.redact(f"{what} ({bug_reason(exc)})"), source_id=source.id, url=source.display_url
+    )
 
 
 def _as_feed_error(exc: Exception, source: Source, settings: FeedlakeSettings) -> FeedlakeError:

@@ -250,12 +250,18 @@ def health_rows(health: Mapping[str, SourceHealth]) -> list[tuple[str, ...]]:
     ]
 
 
+def parse_utc(stamp: str | None) -> datetime | None:
+    """A stored ISO timestamp as an aware datetime (a naive stamp is taken as UTC); None for none."""
+    if not stamp:
+        return None
+    when = datetime.fromisoformat(stamp)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def format_utc(stamp: str | None, empty: str = "-") -> str:
     """An ISO timestamp for people: ``YYYY-MM-DD HH:MM:SSZ`` in UTC (a naive stamp is taken as UTC)."""
-    if not stamp:
-        return empty
-    when = datetime.fromisoformat(stamp)
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    when = parse_utc(stamp)
+    return empty if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _with_values(display_url: str, source: Source) -> str:

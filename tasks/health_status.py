@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from tasks.health import SourceHealth, format_utc
+from tasks.health import SourceHealth, format_utc, parse_utc
 
 
 @dataclass(frozen=True)
@@ -23,22 +23,15 @@ class SourceStatus:
     why: str
 
 
-def _parse(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    when = datetime.fromisoformat(stamp)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def source_status(
     record: SourceHealth, now: datetime, interval_seconds: float, stale_after: float
 ) -> SourceStatus:
     """Classify one record: new, ok, failing, backing_off or stale, with the reason."""
     window = timedelta(seconds=interval_seconds * stale_after)
     attempt, success, due = (
-        _parse(record.last_attempt_at),
-        _parse(record.last_success_at),
-        _parse(record.next_due_at),
+        parse_utc(record.last_attempt_at),
+        parse_utc(record.last_success_at),
+        parse_utc(record.next_due_at),
     )
     if attempt is None:
         return SourceStatus(record.source_id, "new", "never polled")

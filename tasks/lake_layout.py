@@ -47,9 +47,13 @@ def validation_key(run_id: str, extension: str = "json") -> str:
     return f"{VALIDATION}/{run_id}.{extension}"
 
 
+# A run id starts with its UTC start time in this format, so run ids sort by start time.
+RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
 def new_run_id() -> str:
     """A run id that sorts by start time: ``20261123T205959Z-3f2a1b9c``."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(4)
+    return datetime.now(UTC).strftime(RUN_STAMP_FORMAT) + "-" + secrets.token_hex(4)
 
 
 def intent_key(run_id: str) -> str:

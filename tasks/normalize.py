@@ -80,11 +80,13 @@ def normalize_entries(parsed: ParsedFeed, source: Source, run_id: str) -> Normal
     columns: dict[str, list[object]] = {name: [] for name in ARTICLE_SCHEMA.names}
     feed_language = _language(parsed.language) or _language(source.language)
     base = parsed.feed_url
+    # Stored for readers: a placeholder's value (a token) never reaches the lake. Once per feed.
+    feed_url = source.redact(parsed.feed_url)
     failed: list[tuple[FeedEntry, BaseException]] = []
     built: list[FeedEntry] = []
     for entry in parsed.entries:
         try:
-            _append_entry(columns, entry, parsed, source, run_id, base, feed_language)
+            _append_entry(columns, entry, parsed, source, run_id, base, feed_url, feed_language)
         except Exception as exc:  # noqa: BLE001 - one item's surprise must not fail its feed
             # Columns are appended in turn: cut back whatever this entry had added.
             for values in columns.values():
@@ -93,17 +95,20 @@ def normalize_entries(parsed: ParsedFeed, source: Source, run_id: str) -> Normal
         else:
             built.append(entry)
     try:
-        batch = _batch(columns)
+        batch = _batch(columns, ARTICLE_SCHEMA)
     except Exception:  # noqa: BLE001 - find the rows Arrow refuses, one at a time (rare)
         keep = []
         for position, entry in enumerate(built):
             try:
-                _batch({name: values[position : position + 1] for name, values in columns.items()})
+                _batch(
+                    {name: values[position : position + 1] for name, values in columns.items()},
+                    ARTICLE_SCHEMA,
+                )
             except Exception as exc:  # noqa: BLE001
                 failed.append((entry, exc))
             else:
                 keep.append(position)
-        batch = _batch({name: [values[p] for p in keep] for name, values in columns.items()})
+        batch = _batch({name: [values[p] for p in keep] for name, values in columns.items()}, ARTICLE_SCHEMA)
     held = _held_rows(failed, parsed, source, run_id) if failed else None
     log.info(
         "normalize: source %s, %d entries -> %d rows, %d held",
@@ -115,9 +120,9 @@ def normalize_entries(parsed: ParsedFeed, source: Source, run_id: str) -> Normal
     return NormalizedFeed(batch, held)
 
 
-def _batch(columns: dict[str, list[object]]) -> pa.RecordBatch:
-    arrays = [pa.array(columns[f.name], type=f.type) for f in ARTICLE_SCHEMA]
-    return pa.RecordBatch.from_arrays(arrays, schema=ARTICLE_SCHEMA)
+def _batch(columns: dict[str, list[object]], schema: pa.Schema) -> pa.RecordBatch:
+    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _held_rows(
@@ -152,8 +157,7 @@ def _held_rows(
         }
         for name, values in columns.items():
             values.append(row.get(name))
-    arrays = [pa.array(columns[f.name], type=f.type) for f in HELD_SCHEMA]
-    return pa.RecordBatch.from_arrays(arrays, schema=HELD_SCHEMA)
+    return _batch(columns, HELD_SCHEMA)
 
 
 def _raw(value: object) -> str | None:
@@ -171,6 +175,7 @@ def _append_entry(
     source: Source,
     run_id: str,
     base: str,
+    feed_url: str,
     feed_language: str | None,
 ) -> None:
     url = canonical_url(entry.link, base)
@@ -197,8 +202,7 @@ def _append_entry(
         )
     )
     columns["source_id"].append(source.id)
-    # Stored for readers: a placeholder's value (a token) never reaches the lake.
-    columns["feed_url"].append(source.redact(parsed.feed_url))
+    columns["feed_url"].append(feed_url)
     columns["guid"].append(guid)
     columns["url"].append(url)
     columns["title"].append(title)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from tasks.lake_layout import VALIDATION
+from tasks.lake_layout import RUN_STAMP_FORMAT, VALIDATION
 from tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def run_id_time(text: str) -> datetime | None:
     if found is None:
         return None
     try:
-        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(found.group(1), RUN_STAMP_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 from schemas.article import ARTICLE_SCHEMA
 from tasks.commit import CommitRecord, commit_run, with_seen_repaired
 from tasks.dedup import drop_seen
-from tasks.errors import BUG_KIND, DamagedObjectError, FeedlakeError, bug_reason
+from tasks.errors import DamagedObjectError, FeedlakeError, UnexpectedError, bug_reason
 from tasks.fetch import FeedValidators, FetchResult
 from tasks.lake_layout import ARTICLES, QUARANTINE
 from tasks.lease import confirm_lease
@@ -62,13 +62,6 @@ class SourceReport:
         self.error_kind = error.kind
         self.stage = stage or self.stage
 
-    def fail_bug(self, exc: BaseException, stage: str) -> None:
-        """Record an exception feedlake did not raise on purpose: kind ``bug``, type and message."""
-        self.status = "error"
-        self.error = bug_reason(exc)
-        self.error_kind = BUG_KIND
-        self.stage = stage
-
 
 class SourceBoundary:
     """``with SourceBoundary(report, stage) as step:`` turns any exception of the block into the
@@ -88,13 +81,12 @@ class SourceBoundary:
         if exc is None or not isinstance(exc, Exception):
             return False
         self.failed = True
-        if isinstance(exc, FeedlakeError):
-            self.report.fail(exc, self.stage)
-        else:
+        if not isinstance(exc, FeedlakeError):
             # The one WARNING line per failed source comes from the run; the traceback is for
-            # whoever debugs the bug.
+            # whoever debugs the bug. The source's error names the exception (kind ``bug``).
             log.debug("source %s: bug at %s", self.report.source_id, self.stage, exc_info=exc)
-            self.report.fail_bug(exc, self.stage)
+            exc = UnexpectedError(bug_reason(exc), source_id=self.report.source_id)
+        self.report.fail(exc, self.stage)
         return True
 
 

@@ -10,9 +10,10 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from tests.conftest import CASES, CORPUS
+from tests.threaded_http import QuietHandler
 
 GOOD = (CASES / "centcom" / "centcom-press-releases.RSS.ashx.xml").read_bytes()
 ISO_8859_1 = (CORPUS / "miniflux-v2" / "no_encoding_ISO-8859-1.xml").read_bytes()
@@ -56,7 +57,7 @@ def nested_gzip_bomb() -> bytes:
 GZIP_BOMB = gzip_of_zeros(64)
 
 
-class HostileHandler(BaseHTTPRequestHandler):
+class HostileHandler(QuietHandler):
     protocol_version = "HTTP/1.1"
     hits: dict[str, int] = {}
     # Request headers of the last request to each path (query included), for tests to inspect.
@@ -67,49 +68,40 @@ class HostileHandler(BaseHTTPRequestHandler):
         HostileHandler.hits[route] = HostileHandler.hits.get(route, 0) + 1
         HostileHandler.seen[self.path] = dict(self.headers.items())
         if route in HEADER_ROUTES:
-            self._send(*HEADER_ROUTES[route])
+            self.send_body(*HEADER_ROUTES[route])
         elif route == "/nested-gzip-bomb":
-            self._send(200, nested_gzip_bomb(), {"Content-Encoding": "gzip, gzip"})
+            self.send_body(200, nested_gzip_bomb(), {"Content-Encoding": "gzip, gzip"})
         elif route == "/good":
-            self._send(200, GOOD)
+            self.send_body(200, GOOD)
         elif route == "/trickle":
             self._trickle()
         elif route == "/huge":
-            self._send(200, b"<rss>" + b"x" * (40 << 20))
+            self.send_body(200, b"<rss>" + b"x" * (40 << 20))
         elif route == "/gzip-bomb":
-            self._send(200, GZIP_BOMB, {"Content-Encoding": "gzip"})
+            self.send_body(200, GZIP_BOMB, {"Content-Encoding": "gzip"})
         elif route == "/old-feed":
-            self._send(301, b"", {"Location": "/good"})
+            self.send_body(301, b"", {"Location": "/good"})
         elif route == "/loop":
-            self._send(302, b"", {"Location": "/loop"})
+            self.send_body(302, b"", {"Location": "/loop"})
         elif route == "/to-metadata":
-            self._send(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/iam/"})
+            self.send_body(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/iam/"})
         elif route == "/rate-limited":
-            self._send(429, b"", {"Retry-After": "1"}) if HostileHandler.hits[route] == 1 else self._send(
-                200, GOOD
-            )
+            self.send_body(429, b"", {"Retry-After": "1"}) if HostileHandler.hits[
+                route
+            ] == 1 else self.send_body(200, GOOD)
         elif route == "/server-error":
-            self._send(500, b"oops")
+            self.send_body(500, b"oops")
         elif route == "/wrong-charset":
             # Declared UTF-8 in the header, but the bytes are ISO-8859-1 with no XML declaration.
-            self._send(200, ISO_8859_1, {"Content-Type": "application/rss+xml; charset=utf-8"})
+            self.send_body(200, ISO_8859_1, {"Content-Type": "application/rss+xml; charset=utf-8"})
         elif route == "/truncated":
-            self._send(200, GOOD[: len(GOOD) // 2])
+            self.send_body(200, GOOD[: len(GOOD) // 2])
         elif route == "/billion-laughs":
-            self._send(200, BILLION_LAUGHS)
+            self.send_body(200, BILLION_LAUGHS)
         elif route == "/external-entity":
-            self._send(200, EXTERNAL_ENTITY)
+            self.send_body(200, EXTERNAL_ENTITY)
         else:
-            self._send(404, b"")
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {"Content-Type": "application/xml"}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(body)
+            self.send_body(404, b"")
 
     def _trickle(self) -> None:
         self.send_response(200)
@@ -120,9 +112,6 @@ class HostileHandler(BaseHTTPRequestHandler):
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
                 time.sleep(1)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
 
 
 # Bad bytes in headers, sent as latin-1 text, which http.server writes byte for byte.

@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler
 
-from tests.threaded_http import serve_handler
+from tests.threaded_http import QuietHandler, serve_handler
 
 
 @dataclass
@@ -64,7 +63,7 @@ def publishing_site(every_seconds: float) -> Iterator[PublishingSite]:
     """Serve a site that publishes an item every ``every_seconds``; yield its state."""
     site = PublishingSite(every_seconds)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path != "/feed.xml":
                 self.send_error(404)
@@ -77,14 +76,7 @@ def publishing_site(every_seconds: float) -> Iterator[PublishingSite]:
                 return
             body = site.document()
             site.served.append(site.count())
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_body(200, body, {"Content-Type": "application/rss+xml"})
 
     with serve_handler(Handler) as base_url:
         site.base_url = base_url

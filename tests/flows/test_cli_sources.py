@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shutil
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from flows.cli_sources import add_sources_subcommands, run_sources_subcommand
 from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
 from tasks.opml import MAX_OPML_BYTES, read_opml
 from tasks.sources import check_sources
-from tests.threaded_http import serve_handler
+from tests.threaded_http import QuietHandler, serve_handler
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 OPML = CASES / "opml"
@@ -47,7 +46,7 @@ def run(argv: list[str]) -> int | None:
     return run_sources_subcommand(parser.parse_args(argv))
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(QuietHandler):
     """A site: its home page links its Atom feed; /bare/ links nothing, and no common feed path exists."""
 
     def do_GET(self) -> None:
@@ -63,14 +62,7 @@ class Site(BaseHTTPRequestHandler):
             "/badsite.json": ("application/feed+json", BAD_SITE_JSON),
         }
         kind, body = pages.get(self.path, ("text/plain", b""))
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_body(200 if body else 404, body, {"Content-Type": kind})
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +16,7 @@ from tasks.fetch import FetchResult, fetch_feeds
 from tasks.settings import FeedlakeSettings
 from tasks.sources import check_sources_text
 from tests.conftest import CASES
-from tests.threaded_http import serve_handler
+from tests.threaded_http import QuietHandler, serve_handler
 
 SECRET = "s3cr3t-t0ken/+value"
 VARIABLES = {"FEEDLAKE_VAR_TOKEN": SECRET}
@@ -25,7 +24,7 @@ QUERY = "token=${FEEDLAKE_VAR_TOKEN}"
 GOOD = (CASES / "centcom" / "centcom-press-releases.RSS.ashx.xml").read_bytes()
 
 
-class SecretEchoingHandler(BaseHTTPRequestHandler):
+class SecretEchoingHandler(QuietHandler):
     """Feeds that fail while quoting the request's query (and so the secret) back."""
 
     protocol_version = "HTTP/1.1"
@@ -34,14 +33,14 @@ class SecretEchoingHandler(BaseHTTPRequestHandler):
         route, _, query = self.path.partition("?")
         token = parse_qs(query).get("token", [""])[0]
         if route == "/good":
-            self._send(200, GOOD)
+            self.send_body(200, GOOD)
         elif route == "/to-metadata":
             # A refused address on the second hop, its URL carrying the secret.
-            self._send(302, b"", {"Location": f"http://169.254.169.254/latest?{query}"})
+            self.send_body(302, b"", {"Location": f"http://169.254.169.254/latest?{query}"})
         elif route == "/to-nowhere":
-            self._send(302, b"", {"Location": f"http://nowhere.invalid/feed?{query}"})
+            self.send_body(302, b"", {"Location": f"http://nowhere.invalid/feed?{query}"})
         elif route == "/to-bad-port":
-            self._send(302, b"", {"Location": f"http://localhost:99999/?{query}"})
+            self.send_body(302, b"", {"Location": f"http://localhost:99999/?{query}"})
         elif route == "/slow":
             # Headers, then nothing: the source's deadline ends it.
             self.send_response(200)
@@ -52,19 +51,7 @@ class SecretEchoingHandler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.rfile.read(1)  # blocks until the client goes away
         else:
-            self._send(404, f"no feed for token {token}".encode())
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {"Content-Type": "application/xml"}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+            self.send_body(404, f"no feed for token {token}".encode())
 
 
 @pytest.fixture(scope="module")

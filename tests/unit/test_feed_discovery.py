@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from tasks.errors import FetchTerminalError, ParseError
 from tasks.feed_discovery import COMMON_FEED_PATHS, common_feed_urls, discover_feed_blocking, feed_links
 from tasks.settings import FeedlakeSettings
-from tests.threaded_http import serve_handler
+from tests.threaded_http import QuietHandler, serve_handler
 
 CORPUS = Path(__file__).resolve().parents[1] / "cases" / "corpus"
 ATOM = (CORPUS / "feed-rs" / "atom_example_5.xml").read_bytes()
@@ -49,7 +48,7 @@ ROUTES: dict[str, tuple[str, bytes]] = {
 REQUESTS: list[str] = []
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(QuietHandler):
     """Serves ROUTES; /nofeed-host/... has no /feed (the site root answers 404 there)."""
 
     def do_GET(self) -> None:
@@ -60,14 +59,7 @@ class Site(BaseHTTPRequestHandler):
             self.send_header("Location", "/feed.json")
             self.end_headers()
             return
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_body(200 if body else 404, body, {"Content-Type": kind})
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +98,10 @@ def test_a_feed_url_is_used_as_it_is(site: str, settings: FeedlakeSettings) -> N
 
 
 def test_page_with_no_feed_is_a_clear_error_naming_the_url(settings: FeedlakeSettings) -> None:
-    class NoFeeds(BaseHTTPRequestHandler):
+    class NoFeeds(QuietHandler):
         def do_GET(self) -> None:
             body = PLAIN_PAGE if self.path == "/" else b"not here"
-            self.send_response(200 if self.path == "/" else 404)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_body(200 if self.path == "/" else 404, body, {"Content-Type": "text/html"})
 
     with serve_handler(NoFeeds) as base, pytest.raises(ParseError) as raised:
         discover_feed_blocking(f"{base}/", settings)

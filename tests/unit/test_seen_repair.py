@@ -31,11 +31,11 @@ def lake_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "lake") if request.param == "local" else request.getfixturevalue("s3_lake")
 
 
-class FlakyStore:
+class FlakyStore(CrashingStore):
     """Delegates to a real store; while ``failing`` names a prefix, reads under it fail (transient)."""
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failing: str | None = None
 
     def _check(self, key: str) -> None:
@@ -44,29 +44,11 @@ class FlakyStore:
 
     def get(self, key: str) -> bytes | None:
         self._check(key)
-        return self.inner.get(key)
+        return super().get(key)
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         self._check(key)
-        return self.inner.get_versioned(key)
-
-    def list(self, prefix: str) -> list[str]:
-        return self.inner.list(prefix)
-
-    def uri(self, key: str = "") -> str:
-        return self.inner.uri(key)
-
-    def put(self, key: str, data: bytes) -> None:
-        self.inner.put(key, data)
-
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        return self.inner.put_if_absent(key, data)
-
-    def put_if_match(self, key: str, data: bytes, etag: str | None) -> bool:
-        return self.inner.put_if_match(key, data, etag)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
+        return super().get_versioned(key)
 
 
 def poll(
