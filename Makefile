@@ -2,20 +2,25 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CONSTRAINTS := infra/constraints.txt
+# The install is redone when the metadata, the constraints or the set of modules changes: the strict
+# editable install links each module file, so a new module needs a new link.
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml $(CONSTRAINTS); find api flows tasks schemas -name '*.py' -o -name '*.yml' -o -name '*.json' | sort) | cksum | cut -d' ' -f1)
 
 .PHONY: help setup demo test lint format types pytest test-tools bench bench-quick bench-validation bench-backfill bench-prefect-history clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# strict: the modules are linked under feedlake/ (build/__editable__*), so mypy and every tool see
+	# exactly the installed package, never the top-level folders as packages of their own.
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --config-settings editable_mode=strict -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP) ## create .venv and install feedlake with its dev tools
+setup: $(STAMP) ## create .venv and install feedlake with its dev tools (with infra/constraints.txt)
 
 demo: $(STAMP) ## poll the bundled real feed snapshots over local HTTP into ./lake
 	$(BIN)/feedlake demo --lake ./lake

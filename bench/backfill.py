@@ -84,11 +84,12 @@ def build_archive(folder: Path, articles: int) -> None:
 
 def run_one(folder: Path, workers: int, profile: bool) -> dict[str, Any]:
     """One backfill of the archive into a fresh lake (called in its own process)."""
-    from tasks.backfill import commit_backfill_batch, run_backfill, start_or_resume
-    from tasks.backfill_captures import file_captures
-    from tasks.sources import Source
-    from tasks.storage import open_store
-    from tasks.validate import ArticleValidator
+    from feedlake.tasks.backfill.captures import file_captures
+    from feedlake.tasks.backfill.engine import run_backfill, start_or_resume
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.pipeline.backfill import commit_backfill_batch
+    from feedlake.tasks.sources.catalog import Source
+    from feedlake.tasks.validate.validator import ArticleValidator
 
     validator = ArticleValidator()
     commit_seconds: list[float] = []
@@ -163,13 +164,13 @@ def profile_stages(folder: Path, documents: int = BATCH_ROWS // PER_DOCUMENT) ->
 
     import pyarrow as pa
 
-    from tasks.backfill import commit_backfill_batch
-    from tasks.fetch import FetchResult
-    from tasks.normalize import normalize_feed
-    from tasks.parse import parse_feed
-    from tasks.sources import Source
-    from tasks.storage import open_store
-    from tasks.validate import ArticleValidator
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.normalize.articles import normalize_feed
+    from feedlake.tasks.parse.feed import parse_feed
+    from feedlake.tasks.pipeline.backfill import commit_backfill_batch
+    from feedlake.tasks.sources.catalog import Source
+    from feedlake.tasks.validate.validator import ArticleValidator
+    from feedlake.tasks.values import FetchResult
 
     source = Source("synthetic", "https://synthetic.test/feed.xml", "synthetic", "bench", "news")
     spent = {"parse": 0.0, "normalize": 0.0}

@@ -85,11 +85,11 @@ def parse_and_normalize(runs: int) -> dict[str, float]:
     """Seconds for feedlake's parse + normalize stages over the same bodies (median of ``runs``)."""
     from datetime import UTC, datetime
 
-    from tasks.errors import FeedlakeError
-    from tasks.fetch import FetchResult
-    from tasks.normalize import normalize_feed
-    from tasks.parse import parse_feed
-    from tasks.sources import Source
+    from feedlake.tasks.errors import FeedlakeError
+    from feedlake.tasks.normalize.articles import normalize_feed
+    from feedlake.tasks.parse.feed import parse_feed
+    from feedlake.tasks.sources.catalog import Source
+    from feedlake.tasks.values import FetchResult
 
     feeds = [(source_id(p), p.read_bytes()) for p in corpus_files()]
     timings, rows = [], 0
@@ -111,8 +111,8 @@ def parse_and_normalize(runs: int) -> dict[str, float]:
 
 def corpus_polls(runs: int, s3_endpoint: str | None) -> dict[str, Any]:
     """``runs`` whole-corpus polls through the real flow, each into a fresh lake."""
-    from flows.poll import poll_flow
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     results = []
     with serve_snapshots(CASES) as base, tempfile.TemporaryDirectory() as scratch:
@@ -162,11 +162,11 @@ def compaction(copies: int) -> dict[str, float]:
     import pyarrow.compute as pc
     from validation import corpus_table
 
-    from tasks.commit import commit_run
-    from tasks.compact import compact_lake
-    from tasks.lake_layout import ARTICLES, new_run_id
-    from tasks.storage import open_store
-    from tasks.write import plan_files
+    from feedlake.tasks.lake.commit import commit_run
+    from feedlake.tasks.lake.compact import compact_lake
+    from feedlake.tasks.lake.layout import ARTICLES, new_run_id
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.lake.write import plan_files
 
     table = corpus_table()
     with tempfile.TemporaryDirectory() as scratch:
@@ -221,7 +221,7 @@ def main() -> int:
         local = corpus_polls(args.runs, None)
         s3: dict[str, Any] | None = None
         if not args.no_s3:
-            from tests.moto_server import moto_server
+            from tests.support.moto_server import moto_server
 
             with moto_server() as endpoint:
                 saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL"]}

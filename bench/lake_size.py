@@ -11,12 +11,11 @@ index is split, grown and folded as a live lake's would be), 25,000 rows a commi
 (about a minute) and cached under the system temp dir; each poll of (b) gets a hard-linked copy
 (the local store only ever replaces files, never edits them, so the copy is as good as new).
 
-Each poll runs in its own process, after its imports, through the poll's stage functions in the
-order ``flows/poll.py`` wires them (lease, recover, health, fetch, parse and normalize, dedup,
-validate, write and commit, health), not through the Prefect flow: Prefect's API calls and task
-tracking cost the same in both lakes and would only dilute the ratio, and a Prefect server per
-process would cost more than the poll. (The flow overlaps fetch and parse; here they run in turn,
-alike for both lakes.) Peak RSS is the process's VmHWM. The store is wrapped to count requests and
+Each poll runs in its own process, after its imports, through the pipeline's one wiring
+(``tasks/pipeline/poll.py``) with plain hooks that time each stage, not through the Prefect flow:
+Prefect's API calls and task tracking cost the same in both lakes and would only dilute the ratio,
+and a Prefect server per process would cost more than the poll. Peak RSS is the process's
+VmHWM. The store is wrapped to count requests and
 bytes, and the seen index's reads and merges are timed. Median of 3 runs, the lakes alternating,
 ``sync`` before each so no earlier write-back lands in a poll's fsyncs. Last, the heavy source's
 delta fold (the merge its polls defer, once per ~4 of them) is timed on its own.
@@ -39,8 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,11 +86,11 @@ def corpus_rows() -> Any:
     """Every readable corpus entry, parsed and normalized under its poll source id."""
     import pyarrow as pa
 
-    from tasks.errors import FeedlakeError
-    from tasks.fetch import FetchResult
-    from tasks.normalize import normalize_feed
-    from tasks.parse import parse_feed
-    from tasks.sources import Source
+    from feedlake.tasks.errors import FeedlakeError
+    from feedlake.tasks.normalize.articles import normalize_feed
+    from feedlake.tasks.parse.feed import parse_feed
+    from feedlake.tasks.sources.catalog import Source
+    from feedlake.tasks.values import FetchResult
 
     batches = []
     for path in corpus_files():
@@ -123,7 +120,7 @@ def history_chunk(rows: Any, counts: dict[str, int], start: int, stop: int, now:
     import numpy as np
     import pyarrow as pa
 
-    from schemas.article import ARTICLE_SCHEMA
+    from feedlake.schemas.article import ARTICLE_SCHEMA
 
     names = list(counts)
     ends = np.cumsum([counts[name] for name in names])
@@ -154,11 +151,11 @@ def history_chunk(rows: Any, counts: dict[str, int], start: int, stop: int, now:
 
 def build_lake(folder: Path, articles: int, heavy: int) -> dict[str, Any]:
     """Commit ``articles`` past articles of the corpus sources into a lake under ``folder``."""
-    from tasks.commit import commit_run
-    from tasks.lake_layout import ARTICLES
-    from tasks.state import read_seen
-    from tasks.storage import open_store
-    from tasks.write import plan_files
+    from feedlake.tasks.lake.commit import commit_run
+    from feedlake.tasks.lake.layout import ARTICLES
+    from feedlake.tasks.lake.seen_index import read_seen
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.lake.write import plan_files
 
     started = time.perf_counter()
     rows = corpus_rows()
@@ -274,35 +271,13 @@ def peak_rss_mib() -> float:
 
 
 def poll_here(lake: str, sources: str) -> dict[str, Any]:
-    """One poll of every source into ``lake``, stage by stage as flows/poll.py wires them."""
+    """One poll of every source into ``lake`` through the pipeline's one wiring, each stage timed."""
     import great_expectations  # noqa: F401 - loaded before the clock, as in a long-running worker
 
-    from tasks.commit import recover_lake
-    from tasks.fetch import fetch_feeds_blocking
-    from tasks.health import (
-        fetch_targets,
-        mark_backing_off,
-        read_health,
-        split_due,
-        updated_health,
-        write_health,
-    )
-    from tasks.lake_layout import new_run_id
-    from tasks.lease import acquire_lease, release_lease
-    from tasks.quality_report import quality_objects, validation_document
-    from tasks.run import (
-        combine_rows,
-        drop_duplicates,
-        feed_facts,
-        normalize_fetched,
-        start_reports,
-        write_and_commit,
-    )
-    from tasks.settings import settings_with
-    from tasks.sources import load_sources
-    from tasks.state import read_validators
-    from tasks.storage import open_store
-    from tasks.validate import ArticleValidator
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.pipeline.hooks import PipelineHooks
+    from feedlake.tasks.pipeline.poll import run_poll
+    from feedlake.tasks.settings import settings_with
 
     settings = settings_with(lake=lake, sources=sources)
     store = CountingStore(open_store(settings.lake, settings))
@@ -310,72 +285,36 @@ def poll_here(lake: str, sources: str) -> dict[str, Any]:
     timed_seen(seen_seconds)
     stages: dict[str, dict[str, float]] = {}
 
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        before, clock, cpu = dict(store.counts), time.perf_counter(), time.process_time()
-        yield
-        stages[name] = {
-            "seconds": time.perf_counter() - clock,
-            "cpu_seconds": time.process_time() - cpu,
-            "peak_rss_mib_after": peak_rss_mib(),
-        }
-        stages[name].update({k: v - before[k] for k, v in store.counts.items() if v != before[k]})
+    class TimedHooks(PipelineHooks):
+        """Each stage's wall and CPU time, peak memory and store calls."""
+
+        def stage(self, name: str, function: Any, retries: int = 0, delays: Any = ()) -> Any:
+            inner = super().stage(name, function, retries, delays)
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                before, clock, cpu = dict(store.counts), time.perf_counter(), time.process_time()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    stages[name] = {
+                        "seconds": time.perf_counter() - clock,
+                        "cpu_seconds": time.process_time() - cpu,
+                        "peak_rss_mib_after": peak_rss_mib(),
+                    }
+                    stages[name].update({k: v - before[k] for k, v in store.counts.items() if v != before[k]})
+
+            return run
 
     wall, cpu = time.perf_counter(), time.process_time()
-    catalog = [s for s in load_sources(settings.sources, dict(os.environ)) if s.enabled]
-    run_id = new_run_id()
-    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
-    try:
-        with stage("recover and read state"):
-            recover_lake(store)
-            reports = start_reports(catalog)
-            started = datetime.now(UTC)
-            health = read_health(store)
-            due, waiting = split_due(catalog, health, started)
-            mark_backing_off(reports, waiting, health)
-            validators = read_validators(store, [s.id for s in due])
-        with stage("fetch"):
-            fetched = fetch_feeds_blocking(fetch_targets(due, health), validators, settings)
-        with stage("parse and normalize"):
-            normalized = normalize_fetched(fetched, due, run_id, reports)
-        with stage("dedup"):
-            unique = drop_duplicates(store, normalized, reports)
-        with stage("validate"):
-            last_items = {sid: record.last_items for sid, record in health.items()}
-            facts = feed_facts(normalized, reports, last_items)
-            outcome = ArticleValidator().validate(combine_rows(unique), facts)
-            quality = quality_objects(validation_document(outcome, run_id, "poll"), store.uri())
-        with stage("write and commit"):
-            record = write_and_commit(
-                store,
-                run_id,
-                outcome,
-                unique,
-                reports,
-                settings.row_group_rows,
-                settings.lease_seconds,
-                quality,
-            )
-        with stage("health"):
-            changed = updated_health(
-                health,
-                due,
-                reports.values(),
-                started,
-                settings.failure_backoff_seconds,
-                settings.failure_backoff_cap_seconds,
-            )
-            write_health(store, {s.id: changed[s.id] for s in due if s.id in changed})
-    finally:
-        release_lease(store, run_id)
+    summary = run_poll(settings, store=store, hooks=TimedHooks())
     return {
         "wall_seconds": time.perf_counter() - wall,
         "cpu_seconds": time.process_time() - cpu,
         "peak_rss_mib": peak_rss_mib(),
-        "rows_committed": outcome.accepted.num_rows,
-        "rows_quarantined": outcome.quarantined.num_rows,
-        "duplicates": sum(r.duplicate for r in reports.values()),
-        "files_written": len(record.files),
+        "rows_committed": summary.rows_committed,
+        "rows_quarantined": summary.rows_quarantined,
+        "duplicates": sum(r.duplicate for r in summary.reports),
+        "files_written": summary.files_written,
         "store": store.counts,
         "listed_prefixes": sorted(set(store.listed_prefixes)),
         "stages": stages,
@@ -385,8 +324,8 @@ def poll_here(lake: str, sources: str) -> dict[str, Any]:
 
 def timed_seen(seconds: dict[str, float]) -> None:
     """Add the wall time of every seen-index read (dedup) and merge (commit) to ``seconds``."""
-    import tasks.commit
-    import tasks.run
+    import feedlake.tasks.lake.commit
+    import feedlake.tasks.pipeline.stages
 
     def timed(function: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -398,8 +337,8 @@ def timed_seen(seconds: dict[str, float]) -> None:
 
         return call
 
-    tasks.run.read_seen = timed(tasks.run.read_seen)  # type: ignore[attr-defined]
-    tasks.commit.merge_seen = timed(tasks.commit.merge_seen)  # type: ignore[attr-defined]
+    feedlake.tasks.pipeline.stages.read_seen = timed(feedlake.tasks.pipeline.stages.read_seen)  # type: ignore[attr-defined]
+    feedlake.tasks.lake.commit.merge_seen = timed(feedlake.tasks.lake.commit.merge_seen)  # type: ignore[attr-defined]
 
 
 def poll_in_child(lake: Path, sources: Path) -> dict[str, Any]:
@@ -469,9 +408,13 @@ def figures_of(empty: list[dict[str, Any]], full: list[dict[str, Any]], label: s
 
 def add_derived(result: dict[str, Any]) -> dict[str, Any]:
     """Add the summed lake-facing seconds and MiB read to one poll's result."""
-    lake_stages = ("recover and read state", "dedup", "write and commit", "health")
-    result["lake_seconds"] = sum(result["stages"][s]["seconds"] for s in lake_stages)
-    result["lake_cpu_seconds"] = sum(result["stages"][s]["cpu_seconds"] for s in lake_stages)
+    # Lake-facing: everything but the network and parse stage and validation (lease, recovery,
+    # state reads, dedup, write and commit, health).
+    other = ("fetch-parse-normalize", "validate")
+    result["lake_seconds"] = result["wall_seconds"] - sum(result["stages"][s]["seconds"] for s in other)
+    result["lake_cpu_seconds"] = result["cpu_seconds"] - sum(
+        result["stages"][s]["cpu_seconds"] for s in other
+    )
     result["seen_seconds"] = sum(result["seen_index_seconds"].values())
     result["store"]["get_mib"] = result["store"]["get_bytes"] / 2**20
     return result
@@ -481,8 +424,8 @@ def fold_cost(full_lake: Path, lake: Path, heavy_source: str) -> dict[str, Any]:
     """Time the heavy source's delta fold: the once-in-a-while merge its polls defer."""
     import pyarrow as pa
 
-    from tasks.state import SEEN_SPLIT_AT, merge_seen
-    from tasks.storage import open_store
+    from feedlake.tasks.lake.seen_index import SEEN_SPLIT_AT, merge_seen
+    from feedlake.tasks.lake.storage import open_store
 
     shutil.copytree(full_lake, lake, copy_function=os.link)
     os.sync()
@@ -509,7 +452,7 @@ def main() -> int:
         print(json.dumps(poll_here(*args.child)))
         return 0
     from bench.table import Figure, publish
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     articles = args.articles or (100_000 if args.quick else 1_000_000)
     heavy = args.heavy or articles * 3 // 10

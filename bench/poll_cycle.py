@@ -104,11 +104,11 @@ def build_bodies(folder: Path, sites: int) -> tuple[int, list[str]]:
     """
     from datetime import UTC, datetime
 
-    from tasks.errors import FeedlakeError
-    from tasks.fetch import FetchResult
-    from tasks.normalize import normalize_feed
-    from tasks.parse import parse_feed
-    from tasks.sources import Source
+    from feedlake.tasks.errors import FeedlakeError
+    from feedlake.tasks.normalize.articles import normalize_feed
+    from feedlake.tasks.parse.feed import parse_feed
+    from feedlake.tasks.sources.catalog import Source
+    from feedlake.tasks.values import FetchResult
 
     templates = []
     for path in template_paths():
@@ -183,7 +183,7 @@ def cpu_seconds() -> float:
 
 def child_poll(sources: str, lake: str, profile: str | None) -> dict[str, Any]:
     """One poll cycle through the real flow, measured in this process (the child)."""
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     profiler = None
     if profile:
@@ -267,7 +267,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], dict
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from tasks.settings import FeedlakeSettings
+    from feedlake.tasks.settings import FeedlakeSettings
 
     concurrency = FeedlakeSettings().concurrency
     items, templates = build_bodies(scratch / "bodies", args.feeds)

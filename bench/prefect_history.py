@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.table import Figure, publish  # noqa: E402
-from tasks.snapshot_server import serve_snapshots  # noqa: E402
+from feedlake.tasks.demo.snapshot_server import serve_snapshots  # noqa: E402
 
 INTERVAL = 30
 CORPUS = ROOT / "tests" / "cases" / "corpus"

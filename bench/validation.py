@@ -37,11 +37,11 @@ def corpus_table() -> object:
     """Every readable corpus entry, parsed and normalized as a poll would, as one Arrow table."""
     import pyarrow as pa
 
-    from tasks.errors import FeedlakeError
-    from tasks.fetch import FetchResult
-    from tasks.normalize import normalize_feed
-    from tasks.parse import parse_feed
-    from tasks.sources import Source
+    from feedlake.tasks.errors import FeedlakeError
+    from feedlake.tasks.normalize.articles import normalize_feed
+    from feedlake.tasks.parse.feed import parse_feed
+    from feedlake.tasks.sources.catalog import Source
+    from feedlake.tasks.values import FetchResult
 
     batches = []
     for path in corpus_files():
@@ -74,7 +74,7 @@ def ten_thousand_rows(table: object, rows: int = 10_000) -> object:
 def bench_batch(runs: int) -> dict[str, float]:
     """Seconds to build the GX context and to validate 10,000 real rows (median of ``runs``)."""
     started = time.perf_counter()
-    from tasks.validate import ArticleValidator
+    from feedlake.tasks.validate.validator import ArticleValidator
 
     validator = ArticleValidator()
     build = time.perf_counter() - started
@@ -96,8 +96,8 @@ def bench_corpus_poll(runs: int) -> dict[str, float]:
     """Validation share of whole-corpus polls through the real flow (median of ``runs``)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.poll import poll_flow
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     os.environ["FEEDLAKE_ALLOW_PRIVATE_NETWORKS"] = "true"
     os.environ["FEEDLAKE_PER_HOST_MIN_GAP_SECONDS"] = "0"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import deque
@@ -15,33 +14,22 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.poll import commit_delays, transient_retrying
-from tasks.backfill import (
+from feedlake.flows.poll import PrefectHooks
+from feedlake.tasks.backfill.captures import (
+    Capture,
+)
+from feedlake.tasks.backfill.engine import (
     BackfillResult,
+    Checkpoint,
     Normalizer,
-    commit_backfill_batch,
     in_flight_limit,
     normalize_capture_safely,
-    run_backfill,
-    start_or_resume,
 )
-from tasks.backfill_captures import (
-    STRATEGIES,
-    Capture,
-    archive_captures,
-    choose_strategy,
-    file_captures,
-    http_fetcher,
-    paged_captures,
-    wayback_captures,
-)
-from tasks.errors import ConfigError
-from tasks.report import markdown_table
-from tasks.settings import FeedlakeSettings, settings_with
-from tasks.sources import Source, load_sources
-from tasks.storage import open_store
-from tasks.suite import DEFAULT_SUITE
-from tasks.validate import ArticleValidator, preload_great_expectations
+from feedlake.tasks.errors import ConfigError
+from feedlake.tasks.pipeline.backfill import run_source_backfill
+from feedlake.tasks.pipeline.summary import markdown_table
+from feedlake.tasks.settings import settings_with
+from feedlake.tasks.sources.catalog import Source
 
 # With a Dask task runner (see backfill_with_dask), each document is one task on the cluster.
 normalize_document = task(name="normalize-document", cache_policy=NO_CACHE, persist_result=False)(
@@ -86,55 +74,36 @@ def backfill_flow(
     """Backfill one source's history (archive, paged, wayback or captured files) into the lake."""
     logger = get_run_logger()
     settings = settings_with(sources=sources, lake=lake)
-    target = _find_source(settings, source)
-    store = open_store(settings.lake, settings)
-    preload_great_expectations()
-    fetch = http_fetcher(settings, target)
-    folder = Path(path) if path else None
-    if strategy == "auto":
-        strategy, reason = choose_strategy(fetch, target.url, folder)
-        logger.info("backfill %s: strategy %s: %s", target.id, strategy, reason)
-    if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"unknown backfill strategy {strategy!r}; use auto or one of {', '.join(STRATEGIES)}"
-        )
-    checkpoint, resumed = start_or_resume(store, target.id, strategy)
-    if resumed:
-        message = (
-            f"resuming the {strategy} backfill of {target.id} from its checkpoint: "
-            f"{checkpoint.captures} documents and {checkpoint.rows_written} rows already committed"
-        )
-        logger.warning(message)
-        print(message, file=sys.stderr)
-    total, captures = _captures(strategy, fetch, settings, target, folder, checkpoint.cursor, since, until)
-    validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
-    commit = transient_retrying(
-        commit_backfill_batch, "backfill-commit", settings.commit_retries, commit_delays(settings)
-    )
-    progress = ProgressReporter(target.id, total, checkpoint.captures)
-    processes = workers or settings.backfill_workers or os.cpu_count() or 1
-    normalizer = task_normalizer(target, processes, settings.backfill_batch_rows) if on_task_runner else None
+    reporters: list[ProgressReporter] = []
+
+    def progress(
+        source_id: str, total: int | None, checkpoint: Checkpoint, resumed: bool
+    ) -> ProgressReporter:
+        if resumed:
+            print(
+                f"resuming the {checkpoint.strategy} backfill of {source_id} from its checkpoint: "
+                f"{checkpoint.captures} documents and {checkpoint.rows_written} rows already committed",
+                file=sys.stderr,
+            )
+        reporters.append(ProgressReporter(source_id, total, checkpoint.captures))
+        return reporters[-1]
+
     try:
-        result = run_backfill(
-            store,
-            target,
-            captures,
-            checkpoint,
-            validator=validator,
-            commit=commit,
-            lease_seconds=settings.lease_seconds,
-            lease_wait_seconds=settings.lease_wait_seconds,
-            row_group_rows=settings.row_group_rows,
-            workers=processes,
-            batch_rows=settings.backfill_batch_rows,
+        result = run_source_backfill(
+            settings,
+            source,
             since=since,
             until=until,
+            strategy=strategy,
+            path=Path(path) if path else None,
+            workers=workers,
+            hooks=PrefectHooks(),
             progress=progress,
-            resumed=resumed,
-            normalizer=normalizer,
+            normalizer=task_normalizer if on_task_runner else None,
         )
     finally:
-        progress.close()
+        for reporter in reporters:
+            reporter.close()
     create_markdown_artifact(backfill_markdown(result), key="feedlake-backfill", description="Backfill")
     logger.info(
         "backfill %s (%s): %d documents, %d rows seen, %d written, %d quarantined, %d duplicates, %.1f s",
@@ -167,35 +136,6 @@ def backfill_with_dask(address: str, workers: int) -> Any:
     else:
         runner = DaskTaskRunner(address=address)
     return backfill_flow.with_options(task_runner=runner)
-
-
-def _find_source(settings: FeedlakeSettings, source_id: str) -> Source:
-    catalog = load_sources(settings.sources, dict(os.environ))
-    for candidate in catalog:
-        if candidate.id == source_id:
-            return candidate
-    raise ConfigError(f"source {source_id!r} is not in {settings.sources}")
-
-
-def _captures(
-    strategy: str,
-    fetch: Any,
-    settings: FeedlakeSettings,
-    source: Source,
-    folder: Path | None,
-    cursor: str | None,
-    since: date | None,
-    until: date | None,
-) -> tuple[int | None, Iterator[Capture]]:
-    if strategy == "archive":
-        return None, archive_captures(fetch, source.url, cursor, settings.backfill_max_pages)
-    if strategy == "paged":
-        return None, paged_captures(fetch, source.url, cursor, settings.backfill_max_pages)
-    if strategy == "wayback":
-        return wayback_captures(fetch, settings.wayback_url, source.url, since, until)
-    if folder is None:
-        raise ConfigError("the files strategy needs --path (a folder of feed documents or WARC files)")
-    return file_captures(folder, source.url)
 
 
 class ProgressReporter:

@@ -14,15 +14,26 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from flows.cli_sources import add_sources_subcommands, run_sources_subcommand
-from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
-from tasks.compact import PartitionCompaction
-from tasks.errors import FeedlakeError, TerminalError
-from tasks.report import RunSummary, format_table, text_table
-from tasks.sources import check_sources
+from feedlake.flows.cli_sources import add_sources_subcommands, run_sources_subcommand
+from feedlake.flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
+from feedlake.tasks.errors import FeedlakeError, TerminalError
+from feedlake.tasks.lake.compact import PartitionCompaction
+from feedlake.tasks.pipeline.summary import RunSummary, format_table, text_table
+from feedlake.tasks.sources.catalog import check_sources
 
 if TYPE_CHECKING:
-    from tasks.quarantine import ReplayResult
+    from feedlake.tasks.quarantine import ReplayResult
+
+
+def add_lake(parser: argparse.ArgumentParser) -> None:
+    """The ``--lake`` option every lake command takes."""
+    parser.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+
+
+def add_sources_and_lake(parser: argparse.ArgumentParser) -> None:
+    """The ``--sources`` and ``--lake`` options of the commands that poll."""
+    parser.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
+    add_lake(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sources_commands.add_parser("check", help="validate a sources file, listing every error")
     check.add_argument("file")
     status = sources_commands.add_parser("status", help="table of every source's health in a lake")
-    status.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_lake(status)
     status.add_argument("--sources", help="also list this file's sources that were never polled")
     add_sources_subcommands(sources_commands)
     compact = commands.add_parser("compact", help="merge small files per partition, atomically")
-    compact.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_lake(compact)
     compact.add_argument("--source", help="only this source id")
     compact.add_argument(
         "--since", type=date.fromisoformat, help="only partitions from this date (YYYY-MM-DD)"
@@ -50,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-mb", type=float, help="target file size (default: FEEDLAKE_COMPACT_TARGET_MB)"
     )
     files = commands.add_parser("files", help="list the live data files per the commit log (reader contract)")
-    files.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_lake(files)
     files.add_argument("--table", default="articles", choices=["articles", "_quarantine"])
     add_quality_commands(commands)
     websub = commands.add_parser("websub", help="WebSub push: subscribe to feeds' hubs and ingest pushes")
@@ -60,24 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on (default 0.0.0.0:8080)"
     )
     websub_serve.add_argument("--public-url", required=True, help="the URL hubs reach this endpoint at")
-    websub_serve.add_argument(
-        "--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)"
-    )
-    websub_serve.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_sources_and_lake(websub_serve)
     websub_serve.add_argument("--lease-seconds", type=int, default=5 * 86400, help="lease to ask hubs for")
     deploy = commands.add_parser("deploy", help="register every deployment on a work pool (for workers)")
     deploy.add_argument("--pool", required=True, help="work pool whose workers run the flows")
-    deploy.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
-    deploy.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_sources_and_lake(deploy)
     serve = commands.add_parser("serve", help="run every scheduled deployment in this process until stopped")
-    serve.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
-    serve.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_sources_and_lake(serve)
     backfill = commands.add_parser(
         "backfill", help="load one source's history: archives, pages, Wayback, files"
     )
     backfill.add_argument("source", metavar="SOURCE_ID")
-    backfill.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
-    backfill.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_sources_and_lake(backfill)
     backfill.add_argument(
         "--since", type=date.fromisoformat, help="only articles from this date (YYYY-MM-DD)"
     )
@@ -107,20 +112,20 @@ def add_quality_commands(commands: Any) -> None:
     quarantine = commands.add_parser("quarantine", help="rows held by data-quality checks")
     quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
     listing = quarantine_commands.add_parser("list", help="show held rows and why they were held")
-    listing.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_lake(listing)
     listing.add_argument("--source", help="only this source id")
     listing.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
     replay = quarantine_commands.add_parser(
         "replay", help="re-validate held rows with the current suite; move those that pass, exactly once"
     )
-    replay.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_lake(replay)
     replay.add_argument("--source", help="only this source id")
     replay.add_argument("--suite", help="expectation suite file (default: FEEDLAKE_SUITE or the bundled one)")
     replay.add_argument("--dry-run", action="store_true", help="report what would move; change nothing")
     quality = commands.add_parser("quality", help="data-quality reports")
     quality_commands = quality.add_subparsers(dest="quality_command", required=True)
     report = quality_commands.add_parser("report", help="write an HTML data-quality report of recent runs")
-    report.add_argument("--lake", help="lake URL (default: FEEDLAKE_LAKE or ./lake)")
+    add_lake(report)
     report.add_argument("--out", default="data-quality.html", help="HTML file to write")
     report.add_argument("--runs", type=int, default=20, help="how many recent runs (default 20)")
 
@@ -142,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_parties()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from flows.log_filter import install_console_filter
+    from feedlake.flows.log_filter import install_console_filter
 
     install_console_filter()
     try:
@@ -153,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sources":
             return check_command(args.file)
         if args.command == "compact":
-            from flows.compact import compact_flow
+            from feedlake.flows.compact import compact_flow
 
             return print_compaction(
                 compact_flow(lake=args.lake, source=args.source, since=args.since, target_mb=args.target_mb)
@@ -161,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "quarantine" and args.quarantine_command == "list":
             return quarantine_list_command(args.lake, args.source, args.limit)
         if args.command == "quarantine":
-            from flows.quarantine import replay_flow
+            from feedlake.flows.quarantine import replay_flow
 
             return print_replay(
                 replay_flow(lake=args.lake, source=args.source, suite=args.suite, dry_run=args.dry_run)
@@ -179,10 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "files":
             return files_command(args.lake, args.table)
         if args.command == "demo":
-            from flows.demo import run_demo
+            from feedlake.flows.demo import run_demo
 
             return print_summary(run_demo(args.lake))
-        from flows.poll import poll_flow
+        from feedlake.flows.poll import poll_flow
 
         return print_summary(poll_flow(sources=args.sources, lake=args.lake))
     except TerminalError as exc:
@@ -214,11 +219,11 @@ def status_command(lake: str | None, sources_file: str | None) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from tasks.health import SourceHealth, read_health
-    from tasks.health_status import STATUS_COLUMNS, status_rows
-    from tasks.settings import FeedlakeSettings
-    from tasks.sources import load_sources
-    from tasks.storage import open_store
+    from feedlake.tasks.health.records import SourceHealth, read_health
+    from feedlake.tasks.health.status import STATUS_COLUMNS, status_rows
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.settings import FeedlakeSettings
+    from feedlake.tasks.sources.catalog import load_sources
 
     settings = FeedlakeSettings()
     health = read_health(open_store(lake or settings.lake, settings))
@@ -245,9 +250,9 @@ def status_command(lake: str | None, sources_file: str | None) -> int:
 
 def files_command(lake: str | None, table: str) -> int:
     """Print the URI of every live data file of a table, one per line."""
-    from tasks.commit import live_files
-    from tasks.settings import FeedlakeSettings
-    from tasks.storage import open_store
+    from feedlake.tasks.lake.commit import live_files
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.settings import FeedlakeSettings
 
     settings = FeedlakeSettings()
     store = open_store(lake or settings.lake, settings)
@@ -260,9 +265,9 @@ def quarantine_list_command(lake: str | None, source_id: str | None, limit: int)
     """Print held rows (newest runs first) and a count per failed expectation."""
     from collections import Counter
 
-    from tasks.quarantine import held_rows_for_people, read_quarantine
-    from tasks.settings import FeedlakeSettings
-    from tasks.storage import open_store
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.quarantine import held_rows_for_people, read_quarantine
+    from feedlake.tasks.settings import FeedlakeSettings
 
     settings = FeedlakeSettings()
     store = open_store(lake or settings.lake, settings)
@@ -296,11 +301,11 @@ def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from tasks.lake_layout import VALIDATION
-    from tasks.quality_charts import read_documents, read_history
-    from tasks.quality_report import render_quality_html
-    from tasks.settings import FeedlakeSettings
-    from tasks.storage import open_store
+    from feedlake.tasks.lake.layout import VALIDATION
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.quality.charts import read_documents, read_history
+    from feedlake.tasks.quality.report import render_quality_html
+    from feedlake.tasks.settings import FeedlakeSettings
 
     settings = FeedlakeSettings()
     store = open_store(lake or settings.lake, settings)
@@ -314,8 +319,8 @@ def quality_report_command(lake: str | None, out: str, runs: int) -> int:
 
 def websub_command(args: argparse.Namespace) -> int:
     """Serve the WebSub callback endpoint until Ctrl-C or SIGTERM."""
-    from flows.websub import serve_websub
-    from tasks.settings import settings_with
+    from feedlake.flows.websub import serve_websub
+    from feedlake.tasks.settings import settings_with
 
     settings = settings_with(sources=args.sources, lake=args.lake)
     host, _, port = args.listen.rpartition(":")
@@ -327,8 +332,8 @@ def websub_command(args: argparse.Namespace) -> int:
 
 def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
     """Register the poll, compaction and backfill deployments on a work pool; workers run them."""
-    from flows.deployments import build_deployments
-    from tasks.settings import settings_with
+    from feedlake.flows.deployments import build_deployments
+    from feedlake.tasks.settings import settings_with
 
     settings = settings_with(sources=sources, lake=lake)
     from pathlib import Path
@@ -343,8 +348,8 @@ def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
 
 def serve_command(sources: str | None, lake: str | None) -> int:
     """Serve every deployment until Ctrl-C or SIGTERM (starting a Prefect server if none is set)."""
-    from flows.serve import serve_deployments
-    from tasks.settings import settings_with
+    from feedlake.flows.serve import serve_deployments
+    from feedlake.tasks.settings import settings_with
 
     serve_deployments(settings_with(sources=sources, lake=lake))
     return EXIT_OK
@@ -354,7 +359,7 @@ def backfill_command(args: argparse.Namespace) -> int:
     """Run the backfill flow and print what it did."""
     import os
 
-    from flows.backfill import backfill_flow, backfill_with_dask
+    from feedlake.flows.backfill import backfill_flow, backfill_with_dask
 
     if args.workers is not None:
         os.environ["FEEDLAKE_BACKFILL_WORKERS"] = str(args.workers)

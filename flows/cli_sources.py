@@ -1,6 +1,6 @@
 """``feedlake sources`` onboarding subcommands: import-opml, export-opml and add.
 
-``flows.cli`` adds these to its ``sources`` subparser group with ``add_sources_subcommands`` and
+``feedlake.flows.cli`` adds these to its ``sources`` subparser group with ``add_sources_subcommands`` and
 runs them with ``run_sources_subcommand`` (None for the subcommands it runs itself: check, status).
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
-from tasks.errors import FeedlakeError
-from tasks.feed_discovery import discover_feed_blocking
-from tasks.opml import MAX_OPML_BYTES, read_opml, write_opml
-from tasks.settings import FeedlakeSettings
-from tasks.sources import KINDS, load_sources, url_problem
-from tasks.sources_edit import AddResult, NewSource, add_sources
+from feedlake.flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
+from feedlake.tasks.errors import FeedlakeError
+from feedlake.tasks.settings import FeedlakeSettings
+from feedlake.tasks.sources.catalog import KINDS, load_sources, url_problem
+from feedlake.tasks.sources.discovery import discover_feed_blocking
+from feedlake.tasks.sources.edit import AddResult, NewSource, add_sources
+from feedlake.tasks.sources.opml import MAX_OPML_BYTES, read_opml, write_opml
 
 OWN_COMMANDS = ("import-opml", "export-opml", "add")
 
@@ -152,7 +152,7 @@ def _host(*urls: str | None) -> str:
 @contextmanager
 def _quiet_probes() -> Iterator[None]:
     # Discovery tries candidates that are expected to 404; those are not warnings for the operator.
-    fetch_log = logging.getLogger("tasks.fetch")
+    fetch_log = logging.getLogger("feedlake.tasks.fetch.client")
     level = fetch_log.level
     fetch_log.setLevel(logging.ERROR)
     try:
@@ -162,7 +162,7 @@ def _quiet_probes() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one onboarding subcommand on its own: ``python -m flows.cli_sources add URL --to FILE``."""
+    """One onboarding subcommand alone: ``python -m feedlake.flows.cli_sources add URL --to FILE``."""
     parser = argparse.ArgumentParser(prog="feedlake sources")
     add_sources_subcommands(parser.add_subparsers(dest="sources_command", required=True))
     status = run_sources_subcommand(parser.parse_args(argv))

@@ -7,14 +7,13 @@ from datetime import date
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.poll import transient_retrying
-from tasks.commit import recover_lake
-from tasks.compact import PartitionCompaction, compact_lake
-from tasks.lake_layout import new_run_id
-from tasks.lease import acquire_lease, release_lease
-from tasks.report import markdown_table
-from tasks.settings import settings_with
-from tasks.storage import open_store
+from feedlake.flows.poll import transient_retrying
+from feedlake.tasks.lake.compact import PartitionCompaction, compact_lake
+from feedlake.tasks.lake.layout import new_run_id
+from feedlake.tasks.lake.storage import open_store
+from feedlake.tasks.lake.transaction import lake_transaction
+from feedlake.tasks.pipeline.summary import markdown_table
+from feedlake.tasks.settings import settings_with
 
 compact_task = transient_retrying(compact_lake, "compact", 2, [2, 10])
 
@@ -32,9 +31,7 @@ def compact_flow(
     target = int((target_mb or settings.compact_target_mb) * 1024 * 1024)
     store = open_store(settings.lake, settings)
     run_id = new_run_id()
-    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
-    try:
-        recover_lake(store)
+    with lake_transaction(store, run_id, settings.lease_seconds, settings.lease_wait_seconds):
         done = compact_task(
             store,
             run_id,
@@ -43,8 +40,6 @@ def compact_flow(
             source_id=source,
             since=since,
         )
-    finally:
-        release_lease(store, run_id)
     table = markdown_table(
         ("partition", "files before", "files after", "rows", "MB before", "MB after"),
         [

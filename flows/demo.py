@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flows.poll import poll_flow
-from tasks.errors import ConfigError
-from tasks.report import RunSummary
-from tasks.snapshot_server import serve_snapshots
+from feedlake.flows.poll import poll_flow
+from feedlake.tasks.demo.snapshot_server import serve_snapshots
+from feedlake.tasks.errors import ConfigError
+from feedlake.tasks.pipeline.summary import RunSummary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = REPO_ROOT / "tests" / "cases"

@@ -15,13 +15,13 @@ from typing import Any
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger
 
-from flows.backfill import backfill_flow
-from flows.compact import compact_flow
-from flows.events import BATCH_COMMITTED
-from flows.maintenance import prune_history_flow
-from flows.poll import poll_flow
-from tasks.settings import FeedlakeSettings
-from tasks.sources import load_sources
+from feedlake.flows.backfill import backfill_flow
+from feedlake.flows.compact import compact_flow
+from feedlake.flows.events import BATCH_COMMITTED
+from feedlake.flows.maintenance import prune_history_flow
+from feedlake.flows.poll import poll_flow
+from feedlake.tasks.settings import FeedlakeSettings
+from feedlake.tasks.sources.catalog import load_sources
 
 
 def interval_label(seconds: int) -> str:
@@ -61,36 +61,35 @@ def build_deployments(settings: FeedlakeSettings) -> list[Any]:
                 tags=["feedlake", "poll"],
             )
         )
-    deployments.append(
+    # The maintenance deployments: one run at a time each, tagged by what they do.
+    single: dict[str, Any] = {"concurrency_limit": 1}
+    history = f"Delete flow runs older than {settings.history_days:g} days from Prefect's database"
+    deployments += [
         compact_flow.to_deployment(
-            name="compact",
+            "compact",
             cron=settings.compact_cron,
             parameters={"lake": settings.lake},
-            concurrency_limit=1,
             triggers=[compaction_trigger(settings.compact_after_batches)],
             description="Compact every partition nightly, and a source after it committed many batches",
             tags=["feedlake", "compact"],
-        )
-    )
-    deployments.append(
+            **single,
+        ),
         backfill_flow.to_deployment(
-            name="backfill",
+            "backfill",
             parameters=common,
-            concurrency_limit=1,
             description="Backfill one source's history on demand (parameter: source)",
             tags=["feedlake", "backfill"],
-        )
-    )
-    deployments.append(
+            **single,
+        ),
         prune_history_flow.to_deployment(
-            name="prune-history",
+            "prune-history",
             cron=settings.maintenance_cron,
             parameters={"days": settings.history_days},
-            concurrency_limit=1,
-            description=f"Delete flow runs older than {settings.history_days:g} days from Prefect's database",
+            description=history,
             tags=["feedlake", "maintenance"],
-        )
-    )
+            **single,
+        ),
+    ]
     return deployments
 
 

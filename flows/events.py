@@ -17,9 +17,9 @@ from collections.abc import Iterable
 
 from prefect.events import emit_event
 
-from tasks.commit import CommitRecord
-from tasks.lake_layout import ARTICLES
-from tasks.run import SourceReport
+from feedlake.tasks.lake.commit import CommitRecord
+from feedlake.tasks.lake.layout import ARTICLES
+from feedlake.tasks.values import SourceReport
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ class PrefectChatterFilter(logging.Filter):
             if (
                 record.levelno == logging.WARNING
                 and record.exc_info
-                and not record.name.startswith(("feedlake", "tasks", "flows"))
+                and not record.name.startswith("feedlake")
             ):
                 # Prefect warns with a whole traceback when it reconnects after an API outage: the
                 # warning is the news, the traceback is noise. Errors keep theirs.

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 
-from tasks.settings import FeedlakeSettings
+from feedlake.tasks.settings import FeedlakeSettings
 
 PAGE = 200
 FLOW_PREFIX = "feedlake-"

@@ -1,68 +1,28 @@
-"""The poll flow: fetch -> parse/normalize -> dedup -> validate -> write/commit, once per call."""
+"""The poll flow: ``pipeline.poll.run_poll`` with each stage a Prefect task, artifacts and events."""
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
-import pyarrow as pa
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import opaque
 
-from flows.events import emit_poll_events
-from tasks.commit import recover_lake
-from tasks.errors import DamagedObjectError, FeedlakeError, is_transient
-from tasks.fetch import FeedValidators, FetchResult, fetch_feeds_blocking
-from tasks.health import (
-    HEALTH_COLUMNS,
-    fetch_targets,
-    health_rows,
-    mark_backing_off,
-    read_health,
-    split_due,
-    updated_health,
-    write_health,
-)
-from tasks.lake_layout import commit_key, new_run_id, validation_key
-from tasks.lease import acquire_lease, release_lease
-from tasks.quality_report import quality_markdown, quality_objects, validation_document
-from tasks.report import RunSummary, format_markdown, markdown_table
-from tasks.run import (
-    NormalizedSource,
-    SourceBoundary,
-    SourceReport,
-    combine_rows,
-    drop_duplicates,
-    feed_facts,
-    normalize_fetched,
-    read_stored_validators,
-    redact_reports,
-    start_reports,
-    with_held_items,
-    write_and_commit,
-)
-from tasks.settings import FeedlakeSettings, settings_with
-from tasks.sources import Source, load_sources
-from tasks.state import set_aside
-from tasks.storage import ObjectStore, open_store
-from tasks.suite import DEFAULT_SUITE, load_suite
-from tasks.validate import (
-    ArticleValidator,
-    FeedFacts,
-    ValidationOutcome,
-    preload_great_expectations,
-    quarantine_schema,
-)
+from feedlake.flows.events import emit_poll_events
+from feedlake.tasks.errors import is_transient
+from feedlake.tasks.lake.commit import CommitRecord
+from feedlake.tasks.pipeline.hooks import PipelineHooks
+from feedlake.tasks.pipeline.poll import commit_delays, run_poll
+from feedlake.tasks.pipeline.summary import RunSummary
+from feedlake.tasks.settings import settings_with
+from feedlake.tasks.values import SourceReport
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+__all__ = ["PrefectHooks", "commit_delays", "poll_flow", "retry_transient_only", "transient_retrying"]
 
 
 def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -74,107 +34,8 @@ def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def validate_rows(
-    normalized: list[NormalizedSource], feeds: dict[str, FeedFacts], suite: str | None
-) -> ValidationOutcome:
-    """Build the suite once for this run and validate every source's new rows in one pass."""
-    suite_path = Path(suite) if suite else DEFAULT_SUITE
-    if not normalized:
-        # No feed was parsed (all 304s or failures): no row and no batch to check, so the run is
-        # spared Great Expectations' import, seconds of CPU. The suite file is still checked. The
-        # empty tables come from schemas alone: pa.array() over Python lists would import pandas.
-        rows = combine_rows(normalized)
-        held = pa.Table.from_batches([], schema=quarantine_schema(rows.schema))
-        return ValidationOutcome(rows, held, {}, load_suite(suite_path).name)
-    return ArticleValidator(suite_path).validate(combine_rows(normalized), feeds)
-
-
-def validate_sources(
-    normalized: list[NormalizedSource],
-    feeds: dict[str, FeedFacts],
-    suite: str | None,
-    reports: dict[str, SourceReport],
-) -> tuple[ValidationOutcome, list[NormalizedSource]]:
-    """Validate every source's rows in one pass; the outcome and the sources it covers.
-
-    Should that pass raise something other than a FeedlakeError (a bad suite is one, and stops
-    the run), each source is validated alone to find the ones that raise: they fail as ``bug``
-    and the rest are validated again together. Only a failing run pays for the extra passes.
-    """
-    try:
-        return with_held_items(validate_rows(normalized, feeds, suite), normalized), normalized
-    except FeedlakeError:
-        raise
-    except Exception:  # noqa: BLE001 - isolate the source that broke the batch
-        kept = []
-        for item in normalized:
-            with SourceBoundary(reports[item.source_id], "validate") as step:
-                validate_rows([item], {item.source_id: feeds[item.source_id]}, suite)
-            if not step.failed:
-                kept.append(item)
-        return with_held_items(validate_rows(kept, feeds, suite), kept), kept
-
-
-def fetch_and_normalize(
-    targets: Sequence[Source],
-    validators: Mapping[str, FeedValidators],
-    settings: FeedlakeSettings,
-    due: Sequence[Source],
-    run_id: str,
-    reports: dict[str, SourceReport],
-) -> list[NormalizedSource]:
-    """Fetch the due sources; parse and normalize each body while the rest are still on the wire.
-
-    A poll mostly waits on feed servers: one worker thread parses what has arrived meanwhile, and
-    the first body starts Great Expectations' import for the validate stage (a run in which every
-    source answers 304 never imports it). Results come back in ``due`` order, as if run in turn.
-    """
-    by_id = {s.id: s for s in due}
-    order = {s.id: n for n, s in enumerate(due)}
-    parsed: list[tuple[str, Future[list[NormalizedSource]]]] = []
-    preloading: list[threading.Thread] = []
-    # The event loop and the parse thread share the GIL; by default a waiting thread gets it only
-    # after 5 ms, a delay every response would pay while a parse runs. Hand it over sooner.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, 0.0005))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-normalize") as worker:
-
-        def arrived(result: FetchResult) -> None:
-            if result.body is not None and not preloading:
-                preloading.append(preload_great_expectations())
-            source = [by_id[result.source_id]]
-            future = worker.submit(normalize_fetched, [result], source, run_id, reports)
-            parsed.append((result.source_id, future))
-
-        try:
-            fetch_feeds_blocking(targets, validators, settings, on_result=arrived)
-        finally:
-            sys.setswitchinterval(switch_interval)
-        normalized = []
-        for source_id, future in parsed:
-            # normalize_fetched isolates each source already; this is the boundary's backstop.
-            with SourceBoundary(reports[source_id], "normalize"):
-                normalized += future.result()
-    return sorted(normalized, key=lambda n: order[n.source_id])
-
-
 # Stage inputs are large (bodies, Arrow tables): never hash them for caching or persist them.
 _NO_CACHE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-fetch_normalize_task = task(name="fetch-parse-normalize", **_NO_CACHE)(fetch_and_normalize)
-normalize_task = task(name="parse-normalize", **_NO_CACHE)(normalize_fetched)
-dedup_task = task(name="dedup", **_NO_CACHE)(drop_duplicates)
-validate_task = task(name="validate", **_NO_CACHE)(validate_sources)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-T = TypeVar("T")
-
-
-def pass_whole(value: T) -> T:
-    """``value`` as a task argument Prefect passes on without walking through its contents."""
-    # Prefect visits every element of a task's arguments (looking for futures to wait on): over
-    # a thousand sources' reports and results that costs milliseconds per source and per stage.
-    return cast(T, opaque(value))
 
 
 def transient_retrying(
@@ -190,9 +51,33 @@ def transient_retrying(
     )(function)
 
 
-def commit_delays(settings: FeedlakeSettings) -> list[float]:
-    """Delays between commit retries: the backoff base, then 4x, 16x, ..."""
-    return [settings.backoff_seconds * 4**i for i in range(settings.commit_retries)]
+class PrefectHooks(PipelineHooks):
+    """The pipeline's stages as Prefect tasks, its reports as artifacts, its commits as events."""
+
+    def __init__(self) -> None:
+        super().__init__(get_run_logger())
+
+    def stage(
+        self, name: str, function: Callable[P, R], retries: int = 0, delays: Sequence[float] = ()
+    ) -> Callable[P, R]:
+        """``function`` as a Prefect task; its arguments passed whole."""
+        wrapped = transient_retrying(function, name, retries, delays)
+
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            # Prefect visits every element of a task's arguments (looking for futures to wait on):
+            # over a thousand sources' reports and results that costs milliseconds per source and stage.
+            whole: Any = [opaque(value) for value in args]
+            return wrapped(*whole, **{key: opaque(value) for key, value in kwargs.items()})  # type: ignore[arg-type]
+
+        return run
+
+    def publish(self, key: str, markdown: str, description: str) -> None:
+        """A markdown artifact on the flow run."""
+        create_markdown_artifact(markdown, key=key, description=description)
+
+    def committed(self, lake: str, record: CommitRecord, reports: Iterable[SourceReport]) -> None:
+        """The run's Prefect events (``flows/events.py``)."""
+        emit_poll_events(lake, record, reports)
 
 
 @flow(name="feedlake-poll", persist_result=False)
@@ -201,170 +86,4 @@ def poll_flow(
 ) -> RunSummary:
     """Poll every enabled source of a sources file once (or only those polled every ``poll_interval`` s)."""
     settings = settings_with(sources=sources, lake=lake)
-    return run_poll(settings, interval=poll_interval)
-
-
-def run_poll(
-    settings: FeedlakeSettings,
-    variables: dict[str, str] | None = None,
-    interval: int | None = None,
-    pushed: dict[str, FetchResult] | None = None,
-) -> RunSummary:
-    """Wire the stages for one run under the lake's lease (call inside a flow).
-
-    ``pushed`` holds documents a WebSub hub pushed: those sources are ingested from them, unfetched.
-    """
-    logger = get_run_logger()
-    catalog = [s for s in load_sources(settings.sources, variables or dict(os.environ)) if s.enabled]
-    if interval is not None:
-        # A scheduled group: the sources whose own interval (or the default) is this one.
-        default = settings.default_poll_interval_seconds
-        catalog = [s for s in catalog if (s.poll_interval_seconds or default) == interval]
-    if pushed is not None:
-        catalog = [s for s in catalog if s.id in pushed]
-    store = open_store(settings.lake, settings)
-    run_id = new_run_id()
-    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
-    try:
-        recovered = recover_lake(store)
-        for action in recovered:
-            logger.warning("recovered the lake first: %s", action)
-        summary = _poll_under_lease(store, settings, catalog, run_id, recovered, logger, pushed)
-    finally:
-        release_lease(store, run_id)
-    create_markdown_artifact(
-        format_markdown(summary), key="feedlake-poll-summary", description="Poll summary"
-    )
-    return summary
-
-
-def _poll_under_lease(
-    store: ObjectStore,
-    settings: FeedlakeSettings,
-    catalog: list[Any],
-    run_id: str,
-    recovered: list[str],
-    logger: Any,
-    pushed: dict[str, FetchResult] | None = None,
-) -> RunSummary:
-    reports = start_reports(catalog)
-    clock = time.perf_counter()
-    started = datetime.now(UTC)
-    lake_warnings: list[str] = []
-    try:
-        health = read_health(store)
-    except DamagedObjectError as exc:
-        # Health only times retries: a fresh start polls every source now, and loses no data.
-        moved = set_aside(store, exc.key)
-        lake_warnings.append(f"{exc.reason}; moved to {moved}, every source's health starts afresh")
-        logger.warning("%s", lake_warnings[-1])
-        health = {}
-    # A pushed document is ingested even for a source still backing off: it has fresh content.
-    due, waiting = split_due(catalog, health, started) if pushed is None else (list(catalog), [])
-    mark_backing_off(reports, waiting, health)
-    validators = read_stored_validators(store, due, reports)
-    # A source whose state could not be read has failed already: it is not fetched.
-    due_now = [s for s in due if reports[s.id].status != "error"]
-    if pushed is None:
-        targets = fetch_targets(due_now, health)
-        normalized = fetch_normalize_task(
-            pass_whole(targets),
-            pass_whole(validators),
-            settings,
-            pass_whole(due_now),
-            run_id,
-            pass_whole(reports),
-        )
-    else:
-        preload_great_expectations()
-        # A pushed document carries no HTTP validators: keep the ones polls stored.
-        fetched = [replace(pushed[s.id], validators=validators.get(s.id, FeedValidators())) for s in due_now]
-        normalized = normalize_task(pass_whole(fetched), pass_whole(due_now), run_id, pass_whole(reports))
-    logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
-    unique = dedup_task(store, pass_whole(normalized), pass_whole(reports))
-    last_items = {source_id: record.last_items for source_id, record in health.items()}
-    validate_started = time.perf_counter()
-    facts = feed_facts(normalized, reports, last_items)
-    outcome, unique = validate_task(
-        pass_whole(unique), pass_whole(facts), settings.suite, pass_whole(reports)
-    )
-    # The whole stage: GX import and context build included, not just the suite pass.
-    validate_seconds = time.perf_counter() - validate_started
-    # Before anything shows or stores them (validation record, events, health, the summary); what the
-    # commit adds later to the reports (quality flags) quotes no URL.
-    redact_reports(reports, catalog)
-    # Sources that checked nothing because they failed before validation: the charts count them.
-    unreachable = {
-        r.source_id: r.error or "failed"
-        for r in reports.values()
-        if r.status == "error" and r.error_kind != "quality"
-    }
-    quality = validation_document(outcome, run_id, "poll", unreachable)
-    quality_files = quality_objects(quality, store.uri())
-    retries = settings.commit_retries
-    committer = transient_retrying(write_and_commit, "write-commit", retries, commit_delays(settings))
-    record = committer(
-        store,
-        run_id,
-        pass_whole(outcome),
-        pass_whole(unique),
-        pass_whole(reports),
-        settings.row_group_rows,
-        settings.lease_seconds,
-        pass_whole(quality_files),
-    )
-    if quality_files:
-        create_markdown_artifact(
-            quality_markdown(quality), key="feedlake-data-quality", description="Data quality per source"
-        )
-    try:
-        emit_poll_events(store.uri(), record, reports.values())
-    except Exception as exc:  # noqa: BLE001 - the data is committed; health must still be written
-        logger.warning("could not emit the poll's events: %s: %s", type(exc).__name__, exc)
-    changed = updated_health(
-        health,
-        due,
-        reports.values(),
-        started,
-        settings.failure_backoff_seconds,
-        settings.failure_backoff_cap_seconds,
-    )
-    try:
-        write_health(store, {s.id: changed[s.id] for s in due if s.id in changed})
-    except FeedlakeError as exc:  # the data is committed; stale health only delays a retry
-        logger.warning("could not update source health: %s", exc)
-    create_markdown_artifact(
-        markdown_table(HEALTH_COLUMNS, health_rows(changed)),
-        key="feedlake-source-health",
-        description="Source health after this poll",
-    )
-    summary = RunSummary(
-        run_id=run_id,
-        lake=store.uri(),
-        reports=tuple(reports.values()),
-        files_written=len(record.files),
-        rows_committed=outcome.accepted.num_rows,
-        rows_quarantined=outcome.quarantined.num_rows,
-        commit_key=commit_key(run_id) if record.files or record.validators else None,
-        recovered=tuple(recovered),
-        validate_seconds=validate_seconds,
-        run_seconds=time.perf_counter() - clock,
-        quality_report=store.uri(validation_key(run_id, "html")) if quality_files else None,
-        warnings=tuple(lake_warnings),
-    )
-    for report in reports.values():
-        if report.status == "error":
-            # Once per failed source and run, whatever Prefect retried on the way.
-            logger.warning(
-                "source %s failed (%s): %s", report.source_id, report.stage or report.error_kind, report.error
-            )
-    logger.info(
-        "run %s: %d rows committed, %d quarantined, %d files, %d of %d sources failed",
-        run_id,
-        summary.rows_committed,
-        summary.rows_quarantined,
-        summary.files_written,
-        summary.sources_failed,
-        len(catalog),
-    )
-    return summary
+    return run_poll(settings, interval=poll_interval, hooks=PrefectHooks())

@@ -21,14 +21,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO
 
 import httpx
+from packaging.version import Version
 
-from tasks.errors import ConfigError
-from tasks.settings import FeedlakeSettings
+from feedlake.tasks.errors import ConfigError
+from feedlake.tasks.settings import FeedlakeSettings
 
 log = logging.getLogger("feedlake.serve")
 
@@ -115,6 +117,36 @@ def serve_lock(home: Path) -> Iterator[None]:
         handle.close()
 
 
+def installed_versions(names: Iterable[str]) -> dict[str, Version]:
+    """The installed version of each distribution in ``names`` that is installed."""
+    found = {}
+    for name in names:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = Version(version(name))
+    return found
+
+
+def server_dependency_problems(versions: Mapping[str, Version]) -> list[str]:
+    """Why Prefect 3.8's server cannot schedule with these versions (empty when it can).
+
+    pip resolves the newest SQLAlchemy and fastapi unless told otherwise (infra/constraints.txt),
+    and Prefect 3.8.8 runs with neither: the server would start and never create a run.
+    """
+    prefect = versions.get("prefect")
+    if prefect is None or not Version("3.8") <= prefect < Version("3.9"):
+        return []
+    problems = []
+    if versions.get("sqlalchemy", Version("0")) >= Version("2.1"):
+        problems.append(
+            f"Prefect {prefect}'s scheduler fails every cycle with SQLAlchemy {versions['sqlalchemy']}"
+        )
+    if versions.get("fastapi", Version("0")) >= Version("0.151"):
+        problems.append(
+            f"Prefect {prefect}'s server refuses its own client's requests with fastapi {versions['fastapi']}"
+        )
+    return problems
+
+
 class ManagedPrefectServer:
     """A ``prefect server start`` child process, restarted if it exits while serve runs."""
 
@@ -130,6 +162,13 @@ class ManagedPrefectServer:
 
     def start(self) -> None:
         """Start the server and wait until its API answers; then keep it alive. Stops it on failure."""
+        problems = server_dependency_problems(installed_versions(("prefect", "sqlalchemy", "fastapi")))
+        if problems:
+            raise ConfigError(
+                "this Prefect server would not run scheduled polls: "
+                + "; ".join(problems)
+                + ". Install with the constraints file: pip install -c infra/constraints.txt feedlake"
+            )
         self.home.mkdir(parents=True, exist_ok=True)
         _stop_leftover(self.home / "server.pid")
         if not _port_is_free(self.port):

@@ -7,16 +7,15 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.poll import transient_retrying
-from tasks.commit import recover_lake
-from tasks.lake_layout import new_run_id
-from tasks.lease import acquire_lease, release_lease
-from tasks.quality_report import quality_markdown
-from tasks.quarantine import ReplayResult, replay_quarantine
-from tasks.settings import settings_with
-from tasks.storage import open_store
-from tasks.suite import DEFAULT_SUITE
-from tasks.validate import ArticleValidator
+from feedlake.flows.poll import transient_retrying
+from feedlake.tasks.lake.layout import new_run_id
+from feedlake.tasks.lake.storage import open_store
+from feedlake.tasks.lake.transaction import lake_transaction
+from feedlake.tasks.quality.report import quality_markdown
+from feedlake.tasks.quarantine import ReplayResult, replay_quarantine
+from feedlake.tasks.settings import settings_with
+from feedlake.tasks.validate.suite import DEFAULT_SUITE
+from feedlake.tasks.validate.validator import ArticleValidator
 
 replay_task = transient_retrying(replay_quarantine, "replay-quarantine", 2, [2, 10])
 
@@ -31,9 +30,9 @@ def replay_flow(
     validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
     store = open_store(settings.lake, settings)
     run_id = new_run_id()
-    acquire_lease(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
-    try:
-        for action in recover_lake(store):
+    lease = lake_transaction(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)
+    with lease as recovered:
+        for action in recovered:
             logger.warning("recovered the lake first: %s", action)
         result = replay_task(
             store,
@@ -43,8 +42,6 @@ def replay_flow(
             source_id=source,
             dry_run=dry_run,
         )
-    finally:
-        release_lease(store, run_id)
     if result.document is not None:
         create_markdown_artifact(
             quality_markdown(result.document), key="feedlake-quarantine-replay", description="Replay"

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from flows.prefect_server import prefect_api, serve_lock
-from tasks.settings import FeedlakeSettings
+from feedlake.flows.prefect_server import prefect_api, serve_lock
+from feedlake.tasks.settings import FeedlakeSettings
 
 log = logging.getLogger("feedlake.serve")
 
@@ -128,8 +128,8 @@ def _serve_on_api(settings: FeedlakeSettings) -> None:
         from prefect.runner import Runner
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from flows.deployments import build_deployments, interval_label, poll_groups
-        from flows.prefect_compat import mend_prefect
+        from feedlake.flows.deployments import build_deployments, interval_label, poll_groups
+        from feedlake.flows.prefect_compat import mend_prefect
 
         mend_prefect()
         # Prefect reads its settings once, at import; this process may have imported it already.

@@ -19,12 +19,14 @@ from typing import Any
 import httpx
 from prefect import flow
 
-from flows.poll import run_poll
-from tasks.fetch import FetchResult, fetch_feeds_blocking
-from tasks.settings import FeedlakeSettings, settings_with
-from tasks.sources import load_sources
-from tasks.websub import DEFAULT_LEASE_SECONDS, Subscriber, discover
-from tasks.websub_server import Push, callback_server
+from feedlake.flows.poll import PrefectHooks
+from feedlake.tasks.fetch.client import fetch_feeds_blocking
+from feedlake.tasks.pipeline.poll import run_poll
+from feedlake.tasks.settings import FeedlakeSettings, settings_with
+from feedlake.tasks.sources.catalog import load_sources
+from feedlake.tasks.values import FetchResult
+from feedlake.tasks.websub.callback_server import Push, callback_server
+from feedlake.tasks.websub.subscriber import DEFAULT_LEASE_SECONDS, Subscriber, discover
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def push_flow(source: str, body_path: str, sources: str | None = None, lake: str
     body = Path(body_path).read_bytes()
     catalog = {s.id: s for s in load_sources(settings.sources, dict(os.environ))}
     pushed = {source: FetchResult(source, catalog[source].url, datetime.now(UTC), status=200, body=body)}
-    summary = run_poll(settings, pushed=pushed)
+    summary = run_poll(settings, pushed=pushed, hooks=PrefectHooks())
     return summary.rows_committed
 
 

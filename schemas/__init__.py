@@ -1,12 +1,13 @@
 """feedlake's data contracts: the Arrow article schema and its expectation suites."""
 
-from schemas.article import (
+from feedlake.schemas.article import (
     ARTICLE_SCHEMA,
     DATE_SOURCES,
     FILE_SCHEMA,
     PARTITION_COLUMNS,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
+    quarantine_schema,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "PARTITION_COLUMNS",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_KEY",
+    "quarantine_schema",
 ]

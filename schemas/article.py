@@ -7,6 +7,7 @@ same one-line descriptions so that they travel inside every Parquet file.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SCHEMA_VERSION = "1"
 SCHEMA_VERSION_KEY = b"feedlake.schema_version"
@@ -100,3 +101,20 @@ FILE_SCHEMA = pa.schema(
     [f for f in ARTICLE_SCHEMA if f.name not in PARTITION_COLUMNS],
     metadata=ARTICLE_SCHEMA.metadata,
 )
+
+# The quarantine table: the article columns plus why a row is held and at which stage.
+QUARANTINE_FIELDS = (
+    pa.field("failed_expectations", pa.list_(pa.string()), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+)
+
+
+def quarantine_schema(article_schema: pa.Schema) -> pa.Schema:
+    """The quarantine table's schema: the article schema plus the failure columns."""
+    return pa.schema([*article_schema, *QUARANTINE_FIELDS], metadata=article_schema.metadata)
+
+
+def row_keys(batch: pa.RecordBatch | pa.Table) -> pa.Array:
+    """One string key per row, ``article_id:content_hash``: what the seen index holds."""
+    keys = pc.binary_join_element_wise(batch.column("article_id"), batch.column("content_hash"), ":")
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys

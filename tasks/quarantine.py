@@ -20,15 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.article import ARTICLE_SCHEMA
-from tasks.commit import commit_run, live_files
-from tasks.errors import StoreError
-from tasks.lake_layout import ARTICLES, QUARANTINE
-from tasks.normalize import NORMALIZE_STAGE
-from tasks.quality_report import quality_objects, validation_document
-from tasks.storage import ObjectStore
-from tasks.validate import ArticleValidator, SourceQuality, quarantine_schema
-from tasks.write import plan_files
+from feedlake.schemas.article import ARTICLE_SCHEMA, quarantine_schema
+from feedlake.tasks.errors import StoreError
+from feedlake.tasks.lake.commit import commit_run, live_files
+from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE
+from feedlake.tasks.lake.storage import ObjectStore
+from feedlake.tasks.lake.write import KEY_COLUMNS, plan_run_files
+from feedlake.tasks.normalize.articles import NORMALIZE_STAGE
+from feedlake.tasks.quality.report import quality_objects, validation_document
+from feedlake.tasks.validate.validator import ArticleValidator, SourceQuality
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,7 @@ def replay_quarantine(
     in_replaced = pc.is_in(kept_as_is.column(FILE_COLUMN), pa.array(replaced, pa.string()))
     carried = kept_as_is.filter(in_replaced).select(QUARANTINE_SCHEMA.names).cast(remaining.schema)
     remaining = pa.concat_tables([remaining, carried])
-    planned = [(ARTICLES, f) for f in plan_files(outcome.accepted, ARTICLES, row_group_rows)]
-    planned += [(QUARANTINE, f) for f in plan_files(remaining, QUARANTINE, row_group_rows)]
+    planned = plan_run_files(outcome.accepted, remaining, row_group_rows)
     # A new file can never be one of those it replaces, or deleting the old would delete the new.
     removed = [key for key in replaced if key not in {p.key for _, p in planned}]
     document = validation_document(outcome, run_id, "replay")
@@ -141,7 +140,7 @@ def replay_quarantine(
 
 def _no_new_keys() -> pa.Table:
     # Quarantined rows are in the seen index already (they were committed to _quarantine/).
-    return pa.table({name: pa.array([], pa.string()) for name in ("source_id", "article_id", "content_hash")})
+    return pa.table({name: pa.array([], pa.string()) for name in KEY_COLUMNS})
 
 
 def held_rows_for_people(held: pa.Table, limit: int) -> Sequence[tuple[str, ...]]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.moto_server import free_port, moto_server
+from tests.support.moto_server import free_port, moto_server
+from tests.support.paths import CASES
 
 __all__ = ["free_port"]  # imported by flow tests from here
 
@@ -21,7 +22,6 @@ os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")
 # All test feeds share one host (the loopback server); politeness gaps are tested on their own.
 os.environ.setdefault("FEEDLAKE_PER_HOST_MIN_GAP_SECONDS", "0")
 
-CASES = Path(__file__).parent / "cases"
 CORPUS = CASES / "corpus"
 CENTCOM_FIXTURE = CASES / "centcom" / "centcom-press-releases.RSS.ashx.xml"
 
@@ -60,7 +60,7 @@ def manifest() -> list[CorpusFile]:
 @pytest.fixture(scope="session")
 def snapshot_base_url() -> Iterator[str]:
     """A real HTTP server on loopback serving tests/cases (corpus and fixtures)."""
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     with serve_snapshots(CASES) as base_url:
         yield base_url

@@ -11,15 +11,16 @@ import httpx
 import pyarrow.dataset as ds
 import pytest
 
-from flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
-from tasks.backfill import commit_backfill_batch, run_backfill, start_or_resume
-from tasks.backfill_captures import archive_captures, http_fetcher
-from tasks.settings import FeedlakeSettings
-from tasks.sources import Source
-from tasks.storage import open_store
-from tasks.validate import ArticleValidator
-from tests.archive_server import ORIGINAL_URL, serve_archive_site
+from feedlake.flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
+from feedlake.tasks.backfill.captures import archive_captures, http_fetcher
+from feedlake.tasks.backfill.engine import run_backfill, start_or_resume
+from feedlake.tasks.lake.storage import open_store
+from feedlake.tasks.pipeline.backfill import commit_backfill_batch
+from feedlake.tasks.settings import FeedlakeSettings
+from feedlake.tasks.sources.catalog import Source
+from feedlake.tasks.validate.validator import ArticleValidator
 from tests.conftest import write_sources
+from tests.support.archive_server import ORIGINAL_URL, serve_archive_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 

@@ -2,7 +2,7 @@
 
 The malformed items found so far (lone surrogates, ``tags: 5``, huge sizes) are now cleaned by the
 parse stage, so the failure is injected into normalize's URL step for one item's link: any other
-exception at that point must be handled the same way. tests/unit/test_normalize.py feeds the
+exception at that point must be handled the same way. tests/tasks/normalize/test_articles.py feeds the
 normalize stage such items directly.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CENTCOM_FIXTURE, write_sources
-from tests.threaded_http import serve_handler
+from tests.support.threaded_http import serve_handler
 
 BAD_LINK = "https://example.com/2"
 
@@ -51,21 +51,21 @@ class Handler(BaseHTTPRequestHandler):
 def test_an_item_that_cannot_be_normalized_is_held_and_the_rest_land(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.normalize
-    from flows.poll import poll_flow
-    from tasks.lake_layout import new_run_id
-    from tasks.quarantine import read_quarantine, replay_quarantine
-    from tasks.storage import open_store
-    from tasks.validate import ArticleValidator
+    import feedlake.tasks.normalize.articles
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.lake.layout import new_run_id
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.quarantine import read_quarantine, replay_quarantine
+    from feedlake.tasks.validate.validator import ArticleValidator
 
-    canonical_url = tasks.normalize.canonical_url
+    canonical_url = feedlake.tasks.normalize.articles.canonical_url
 
     def refusing(url: str | None, base: str | None = None) -> str | None:
         if url == BAD_LINK:
             raise ValueError("Port out of range 0-65535")
         return canonical_url(url, base)
 
-    monkeypatch.setattr(tasks.normalize, "canonical_url", refusing)
+    monkeypatch.setattr(feedlake.tasks.normalize.articles, "canonical_url", refusing)
     lake = tmp_path / "lake"
     with serve_handler(Handler) as base:
         sources = write_sources(tmp_path / "s.yaml", [("json", f"{base}/feed.json"), ("rss", f"{base}/rss")])

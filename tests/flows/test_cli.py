@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
+from feedlake.flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
 from tests.conftest import write_sources
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 def test_sources_check_ok(capsys: pytest.CaptureFixture[str]) -> None:

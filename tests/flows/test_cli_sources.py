@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli_sources import add_sources_subcommands, run_sources_subcommand
-from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
-from tasks.opml import MAX_OPML_BYTES, read_opml
-from tasks.sources import check_sources
-from tests.threaded_http import QuietHandler, serve_handler
+from feedlake.flows.cli_sources import add_sources_subcommands, run_sources_subcommand
+from feedlake.flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
+from feedlake.tasks.sources.catalog import check_sources
+from feedlake.tasks.sources.opml import MAX_OPML_BYTES, read_opml
+from tests.support.paths import CASES
+from tests.support.threaded_http import QuietHandler, serve_handler
 
-CASES = Path(__file__).resolve().parents[1] / "cases"
 OPML = CASES / "opml"
 ATOM = (CASES / "corpus" / "feed-rs" / "atom_example_5.xml").read_bytes()
 BAD_SITE_JSON = (
@@ -36,7 +36,7 @@ sources:
 
 
 def run(argv: list[str]) -> int | None:
-    """Parse and run argv the way flows.cli does for ``feedlake sources ...``."""
+    """Parse and run argv the way feedlake.flows.cli does for ``feedlake sources ...``."""
     parser = argparse.ArgumentParser(prog="feedlake")
     commands = parser.add_subparsers(dest="command", required=True)
     sources = commands.add_parser("sources")
@@ -182,8 +182,8 @@ def test_subcommands_it_does_not_own_are_left_to_the_caller() -> None:
 
 
 def test_feedlake_sources_import_opml_through_the_main_cli(mine: Path, capsys) -> None:
-    # Passes once flows.cli wires add_sources_subcommands / run_sources_subcommand.
-    from flows.cli import main
+    # Passes once feedlake.flows.cli wires add_sources_subcommands / run_sources_subcommand.
+    from feedlake.flows.cli import main
 
     assert main(["sources", "import-opml", str(OPML / "freshrss.opml"), "--to", str(mine)]) == 0
     assert f"{mine}: 4 added, 1 already there, 1 invalid" in capsys.readouterr().out
@@ -191,7 +191,7 @@ def test_feedlake_sources_import_opml_through_the_main_cli(mine: Path, capsys) -
 
 
 def test_feedlake_sources_add_and_export_through_the_main_cli(tmp_path: Path, site: str, capsys) -> None:
-    from flows.cli import main
+    from feedlake.flows.cli import main
 
     target = tmp_path / "new.yaml"
     assert main(["sources", "add", f"{site}/", "--to", str(target)]) == 0

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import EXIT_OK, main
-from tasks.commit import live_files
-from tasks.lake_layout import ARTICLES
-from tasks.storage import open_store
-from tests.article_rows import make_rows
-from tests.lake_ops import article_keys, poll_once
+from feedlake.flows.cli import EXIT_OK, main
+from feedlake.tasks.lake.commit import live_files
+from feedlake.tasks.lake.layout import ARTICLES
+from feedlake.tasks.lake.storage import open_store
+from tests.support.article_rows import make_rows
+from tests.support.lake_ops import article_keys, poll_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 

@@ -17,7 +17,7 @@ GARBAGE = b"\xff\xfe\x00 not what anyone wrote \x80"
 def test_damaged_state_objects_are_set_aside_and_the_run_goes_on(
     tmp_path: Path, snapshot_base_url: str
 ) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     lake = tmp_path / "lake"
     feeds = {

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-import flows.poll
-import tasks.run
-from tasks.fetch import build_client, fetch_feeds
+import feedlake.tasks.pipeline.poll
+import feedlake.tasks.pipeline.stages
+from feedlake.tasks.fetch.client import build_client, fetch_feeds
 from tests.conftest import write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -51,7 +51,7 @@ class ExplodingResult:
 
 
 def inject_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = flows.poll.fetch_feeds_blocking
+    original = feedlake.tasks.pipeline.poll.fetch_feeds_blocking
 
     def fetch(targets, validators, settings, on_result):
         def arrived(result):
@@ -59,7 +59,7 @@ def inject_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return original(targets, validators, settings, on_result=arrived)
 
-    monkeypatch.setattr(flows.poll, "fetch_feeds_blocking", fetch)
+    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "fetch_feeds_blocking", fetch)
 
 
 def inject_inside_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,12 +77,12 @@ def inject_inside_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return asyncio.run(run())
 
-    monkeypatch.setattr(flows.poll, "fetch_feeds_blocking", fetch)
+    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "fetch_feeds_blocking", fetch)
 
 
 def inject_result_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """The poll's own handler of fetched results raises for the bad source, inside the fetch's loop."""
-    original = flows.poll.fetch_feeds_blocking
+    original = feedlake.tasks.pipeline.poll.fetch_feeds_blocking
 
     def fetch(targets, validators, settings, on_result):
         def arrived(result):
@@ -92,23 +92,27 @@ def inject_result_handler(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return original(targets, validators, settings, on_result=arrived)
 
-    monkeypatch.setattr(flows.poll, "fetch_feeds_blocking", fetch)
+    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "fetch_feeds_blocking", fetch)
 
 
 def inject_validate(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = flows.poll.validate_rows
+    original = feedlake.tasks.pipeline.poll.validate_rows
 
     def validate(normalized, feeds, suite):
         if any(n.source_id == BAD for n in normalized):
             raise ZeroDivisionError("a check divided by zero")
         return original(normalized, feeds, suite)
 
-    monkeypatch.setattr(flows.poll, "validate_rows", validate)
+    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "validate_rows", validate)
 
 
 def inject(name: str, exc: BaseException, source_of: Callable[..., str]):
     def patch(monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(tasks.run, name, raising_for_bad(getattr(tasks.run, name), exc, source_of))
+        monkeypatch.setattr(
+            feedlake.tasks.pipeline.stages,
+            name,
+            raising_for_bad(getattr(feedlake.tasks.pipeline.stages, name), exc, source_of),
+        )
 
     return patch
 
@@ -158,7 +162,7 @@ def test_any_exception_at_any_stage_fails_only_its_source(
     monkeypatch: pytest.MonkeyPatch,
     run_log: list[logging.LogRecord],
 ) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     patch, expected = STAGES[case]
     stage = case.partition(":")[0]
@@ -188,7 +192,7 @@ def test_any_exception_at_any_stage_fails_only_its_source(
 def test_the_command_exits_0_when_one_source_has_a_bug(
     tmp_path: Path, snapshot_base_url: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from flows.cli import main
+    from feedlake.flows.cli import main
 
     STAGES["parse"][0](monkeypatch)
     sources = write_sources(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import EXIT_OK, main
+from feedlake.flows.cli import EXIT_OK, main
 from tests.conftest import write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 def test_failing_source_backs_off_and_is_retried_when_due(
     tmp_path: Path, snapshot_base_url: str, monkeypatch, capsys
 ) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     monkeypatch.setenv("FEEDLAKE_FAILURE_BACKOFF_SECONDS", "3600")
     sources = write_sources(
@@ -53,8 +53,8 @@ def test_failing_source_backs_off_and_is_retried_when_due(
 
 
 def test_permanent_redirect_moves_the_source_and_is_reported(tmp_path: Path) -> None:
-    from flows.poll import poll_flow
-    from tests.hostile_server import HostileHandler, hostile_server
+    from feedlake.flows.poll import poll_flow
+    from tests.support.hostile_server import HostileHandler, hostile_server
 
     with hostile_server() as base:
         sources = write_sources(tmp_path / "s.yaml", [("moved", f"{base}/old-feed")])

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.conftest import write_sources
-from tests.hostile_server import ROUTES, hostile_server
+from tests.support.hostile_server import ROUTES, hostile_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -26,7 +26,7 @@ EXPECTED_ERRORS = {
 
 
 def test_every_hostile_feed_gets_a_clear_outcome(tmp_path: Path, monkeypatch) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     for name, value in {
         "FEEDLAKE_MAX_BODY_BYTES": str(1 << 20),

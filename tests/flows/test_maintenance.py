@@ -7,7 +7,7 @@ import time
 from prefect import flow
 from prefect.client.orchestration import get_client
 
-from flows.maintenance import prune_history_flow
+from feedlake.flows.maintenance import prune_history_flow
 
 
 @flow(name="feedlake-test-tiny")

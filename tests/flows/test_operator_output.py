@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser
+from feedlake.flows.cli import build_parser
 
 pytestmark = pytest.mark.slow
 

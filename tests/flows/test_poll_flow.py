@@ -10,8 +10,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.article import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+from feedlake.schemas.article import SCHEMA_VERSION, SCHEMA_VERSION_KEY
 from tests.conftest import CorpusFile, write_sources
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 @pytest.fixture(scope="module")
 def corpus_run(tmp_path_factory, manifest: list[CorpusFile], snapshot_base_url: str):
     """Poll every corpus file (plus the CENTCOM fixture) three times into one lake."""
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     root = tmp_path_factory.mktemp("corpus-run")
     entries = [(f.source_id, f"{snapshot_base_url}/corpus/{f.path}") for f in manifest]
@@ -116,11 +117,11 @@ def test_feeds_are_parsed_as_they_arrive_and_kept_in_source_order(tmp_path: Path
     from http.server import ThreadingHTTPServer
     from threading import Thread
 
-    from flows.poll import fetch_and_normalize
-    from tasks.run import start_reports
-    from tasks.settings import FeedlakeSettings
-    from tasks.sources import Source
-    from tests.unit.test_fetch import MisbehavingHandler
+    from feedlake.tasks.pipeline.poll import fetch_and_normalize
+    from feedlake.tasks.pipeline.stages import start_reports
+    from feedlake.tasks.settings import FeedlakeSettings
+    from feedlake.tasks.sources.catalog import Source
+    from tests.tasks.fetch.test_client import MisbehavingHandler
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), MisbehavingHandler)
     httpd.daemon_threads = True
@@ -151,7 +152,7 @@ def test_a_poll_where_every_feed_is_unchanged_never_imports_great_expectations(
 
     from prefect.settings import PREFECT_API_URL
 
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     sources = write_sources(
         tmp_path / "sources.yaml",
@@ -162,12 +163,12 @@ def test_a_poll_where_every_feed_is_unchanged_never_imports_great_expectations(
     # The second poll runs in a fresh process, as a served flow run does: this one imported GX.
     script = (
         "import json, sys\n"
-        "from flows.poll import poll_flow\n"
+        "from feedlake.flows.poll import poll_flow\n"
         f"summary = poll_flow(sources={str(sources)!r}, lake={str(lake)!r})\n"
         "print('RESULT', json.dumps([[r.status for r in summary.reports],"
         " 'great_expectations' in sys.modules, summary.commit_key]))\n"
     )
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(repo)}
     child = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True, timeout=300

@@ -13,15 +13,15 @@ import pytest
 
 from tests.conftest import S3_ENV, CorpusFile, write_sources
 from tests.flows.test_poll_s3 import s3_table
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
-REPO = Path(__file__).resolve().parents[2]
 KILLS = 6
 
 
 def poll_command(sources: Path, lake: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", "poll", "--sources", str(sources), "--lake", lake]
+    return [sys.executable, "-m", "feedlake.flows.cli", "poll", "--sources", str(sources), "--lake", lake]
 
 
 def child_env(s3_endpoint: str) -> dict[str, str]:

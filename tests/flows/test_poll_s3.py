@@ -12,10 +12,10 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from tasks.commit import list_commits
-from tasks.storage import open_store
+from feedlake.tasks.lake.commit import list_commits
+from feedlake.tasks.lake.storage import open_store
 from tests.conftest import CASES, S3_ENV, CorpusFile, write_sources
-from tests.s3_fault_proxy import FaultPolicy, fault_proxy
+from tests.support.s3_fault_proxy import FaultPolicy, fault_proxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -46,12 +46,12 @@ def all_objects(lake: str, endpoint: str) -> dict[str, bytes]:
 def test_poll_into_s3_reads_back_once_and_never_stores_credentials(
     tmp_path: Path, manifest, snapshot_base_url: str, s3_lake: str, s3_endpoint: str
 ) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     sources = corpus_sources(tmp_path, manifest, snapshot_base_url)
     logged = io.StringIO()
     handler = logging.StreamHandler(logged)
-    watched = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("tasks")]
+    watched = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("feedlake")]
     levels = [w.level for w in watched]
     for logger in watched:
         logger.addHandler(handler)
@@ -78,8 +78,8 @@ def test_poll_into_s3_reads_back_once_and_never_stores_credentials(
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_edited_article_is_kept_as_a_new_version(tmp_path: Path, kind: str, request) -> None:
-    from flows.poll import poll_flow
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     site = tmp_path / "site"
     site.mkdir()
@@ -111,7 +111,7 @@ def test_edited_article_is_kept_as_a_new_version(tmp_path: Path, kind: str, requ
 def test_s3_faults_are_retried_and_the_run_commits_exactly_once(
     tmp_path: Path, manifest, snapshot_base_url: str, s3_lake: str, s3_endpoint: str, monkeypatch
 ) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     sources = corpus_sources(tmp_path, manifest, snapshot_base_url)
     clean_lake = s3_lake + "-clean"
@@ -139,8 +139,8 @@ def refuse_commit_records(method: str, path: str) -> str | None:
 def test_a_store_that_refuses_the_commit_fails_cleanly_with_nothing_visible(
     tmp_path: Path, manifest, snapshot_base_url: str, s3_lake: str, s3_endpoint: str, monkeypatch
 ) -> None:
-    from flows.poll import poll_flow
-    from tasks.errors import StoreTransientError
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.errors import StoreTransientError
 
     sources = corpus_sources(tmp_path, manifest, snapshot_base_url)
     policy = FaultPolicy(

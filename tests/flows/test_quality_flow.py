@@ -15,12 +15,12 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from flows.cli import EXIT_OK, main
-from tasks.commit import list_commits
-from tasks.storage import open_store
-from tasks.suite import DEFAULT_SUITE
-from tests.browser import figures, rendered_dom
+from feedlake.flows.cli import EXIT_OK, main
+from feedlake.tasks.lake.commit import list_commits
+from feedlake.tasks.lake.storage import open_store
+from feedlake.tasks.validate.suite import DEFAULT_SUITE
 from tests.conftest import CASES, write_sources
+from tests.support.browser import figures, rendered_dom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -35,8 +35,8 @@ def dated_1985(text: str, count: int | None) -> str:
 
 @pytest.fixture(scope="module")
 def polled(tmp_path_factory: pytest.TempPathFactory):
-    from flows.poll import poll_flow
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     root = tmp_path_factory.mktemp("quality")
     feeds = root / "feeds"
@@ -160,8 +160,8 @@ def test_html_report_renders_in_chromium_with_the_lakes_numbers(polled, tmp_path
 
 
 def test_a_feed_that_empties_is_flagged_on_the_next_poll(tmp_path: Path) -> None:
-    from flows.poll import poll_flow
-    from tasks.snapshot_server import serve_snapshots
+    from feedlake.flows.poll import poll_flow
+    from feedlake.tasks.demo.snapshot_server import serve_snapshots
 
     feeds = tmp_path / "feeds"
     feeds.mkdir()

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.conftest import free_port
-from tests.prefect_server import ROOT, api_post, feedlake_env, prefect_server, running, wait_for
+from tests.support.prefect_server import ROOT, api_post, feedlake_env, prefect_server, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def test_two_workers_share_the_runs_and_write_each_article_once(
     with prefect_server(root, free_port()) as api:
         env = feedlake_env(api, root, PREFECT_WORKER_QUERY_SECONDS="1")
         api_post(api, "/work_pools/", {"name": "feedlake-test", "type": "process"})
-        deploy = [sys.executable, "-m", "flows.cli", "deploy", "--pool", "feedlake-test"]
+        deploy = [sys.executable, "-m", "feedlake.flows.cli", "deploy", "--pool", "feedlake-test"]
         subprocess.run(
             [*deploy, "--sources", str(sources), "--lake", str(lake)], cwd=ROOT, env=env, check=True
         )

@@ -12,11 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tasks.fetch import FetchResult, fetch_feeds
-from tasks.settings import FeedlakeSettings
-from tasks.sources import check_sources_text
+from feedlake.tasks.fetch.client import fetch_feeds
+from feedlake.tasks.settings import FeedlakeSettings
+from feedlake.tasks.sources.catalog import check_sources_text
+from feedlake.tasks.values import FetchResult
 from tests.conftest import CASES
-from tests.threaded_http import QuietHandler, serve_handler
+from tests.support.threaded_http import QuietHandler, serve_handler
 
 SECRET = "s3cr3t-t0ken/+value"
 VARIABLES = {"FEEDLAKE_VAR_TOKEN": SECRET}
@@ -172,7 +173,7 @@ def test_fetch_errors_and_log_lines_show_only_the_placeholder(
 def test_a_poll_stores_no_secret_in_health_or_the_lake(
     echo_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.poll import poll_flow
+    from feedlake.flows.poll import poll_flow
 
     for name, value in ALL_VARIABLES.items():
         monkeypatch.setenv(name, value)
@@ -181,7 +182,7 @@ def test_a_poll_stores_no_secret_in_health_or_the_lake(
     sources = tmp_path / "s.yaml"
     sources.write_text("  - id: ".join(catalog_entries(echo_base)), encoding="utf-8")
     lake = tmp_path / "lake"
-    with every_record("tasks", "flows", "httpx", "httpcore", "prefect") as records:
+    with every_record("feedlake", "httpx", "httpcore", "prefect") as records:
         summary = poll_flow(sources=str(sources), lake=str(lake))
     reports = {r.source_id: r for r in summary.reports}
     assert reports["good"].status == "ok" and reports["good"].new > 0
@@ -197,7 +198,9 @@ def test_a_poll_stores_no_secret_in_health_or_the_lake(
         data = path.read_bytes()
         for secret in SECRETS:
             assert secret.encode() not in data, f"{path} holds {secret!r}"
-    fetch_warnings = [r for r in records if r.name == "tasks.fetch" and r.levelno == logging.WARNING]
+    fetch_warnings = [
+        r for r in records if r.name == "feedlake.tasks.fetch.client" and r.levelno == logging.WARNING
+    ]
     assert len(fetch_warnings) == len(failed), [r.getMessage() for r in fetch_warnings]
     assert any(r.name == "httpx" for r in records), "httpx logged its requests"
     assert_no_secret(formatted(records), "the run's log")

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 
-from flows.deployments import build_deployments, interval_label, poll_groups
-from tasks.settings import FeedlakeSettings
+from feedlake.flows.deployments import build_deployments, interval_label, poll_groups
+from feedlake.tasks.settings import FeedlakeSettings
 from tests.conftest import free_port
-from tests.prefect_server import ROOT, api_post, feedlake_env, prefect_server, running, wait_for
+from tests.support.prefect_server import ROOT, api_post, feedlake_env, prefect_server, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,9 @@ def test_a_committed_batch_triggers_compaction_of_that_source(
             FEEDLAKE_SOURCES=str(sources),
             FEEDLAKE_LAKE=str(lake),
         )
-        with running([sys.executable, "-m", "flows.cli", "serve"], env, root / "serve.log") as serving:
+        with running(
+            [sys.executable, "-m", "feedlake.flows.cli", "serve"], env, root / "serve.log"
+        ) as serving:
             poll = wait_for(
                 lambda: _deployment(api, "feedlake-poll", "poll-every-1d"), 90, "the served poll deployment"
             )
@@ -128,10 +130,10 @@ def _finished_runs(api: str, deployment_id: str) -> list[dict]:
 def test_sigterm_with_a_run_in_flight_leaves_nothing_half_committed(
     tmp_path_factory: pytest.TempPathFactory, snapshot_base_url: str
 ) -> None:
-    from tasks.commit import recover_lake
-    from tasks.storage import open_store
-    from tests.hostile_server import hostile_server
-    from tests.lake_ops import article_keys
+    from feedlake.tasks.lake.commit import recover_lake
+    from feedlake.tasks.lake.storage import open_store
+    from tests.support.hostile_server import hostile_server
+    from tests.support.lake_ops import article_keys
 
     root = tmp_path_factory.mktemp("sigterm")
     lake = root / "lake"
@@ -151,7 +153,9 @@ def test_sigterm_with_a_run_in_flight_leaves_nothing_half_committed(
         sources = root / "s.yaml"
         sources.write_text("\n".join(lines) + "\n", encoding="utf-8")
         env = feedlake_env(api, root, FEEDLAKE_SOURCES=str(sources), FEEDLAKE_LAKE=str(lake))
-        with running([sys.executable, "-m", "flows.cli", "serve"], env, root / "serve.log", 90) as serving:
+        with running(
+            [sys.executable, "-m", "feedlake.flows.cli", "serve"], env, root / "serve.log", 90
+        ) as serving:
             poll = wait_for(
                 lambda: _deployment(api, "feedlake-poll", "poll-every-1d"), 90, "the poll deployment"
             )
@@ -175,7 +179,7 @@ def test_sigterm_with_a_run_in_flight_leaves_nothing_half_committed(
         assert store.list("_txn/") == []
         follow_up = {**env, "FEEDLAKE_TOTAL_TIMEOUT": "3", "FEEDLAKE_FETCH_ATTEMPTS": "1"}
         subprocess.run(
-            [sys.executable, "-m", "flows.cli", "poll"],
+            [sys.executable, "-m", "feedlake.flows.cli", "poll"],
             cwd=ROOT,
             env=follow_up,
             check=True,

@@ -20,11 +20,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.commit import live_files
-from tasks.settings import FeedlakeSettings
-from tasks.storage import open_store
-from tests.prefect_server import wait_for
-from tests.publishing_site import PublishingSite, publishing_site
+from feedlake.tasks.lake.commit import live_files
+from feedlake.tasks.lake.storage import open_store
+from feedlake.tasks.settings import FeedlakeSettings
+from tests.support.prefect_server import wait_for
+from tests.support.publishing_site import PublishingSite, publishing_site
 
 pytestmark = pytest.mark.slow
 

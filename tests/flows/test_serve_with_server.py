@@ -19,8 +19,8 @@ from tests.flows.test_serve_unattended import (
     serving,
     write_sources,
 )
-from tests.prefect_server import api_post, prefect_server, wait_for
-from tests.publishing_site import publishing_site
+from tests.support.prefect_server import api_post, prefect_server, wait_for
+from tests.support.publishing_site import publishing_site
 
 pytestmark = pytest.mark.slow
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.commit import live_files
-from tasks.snapshot_server import serve_snapshots
-from tasks.storage import open_store
-from tasks.websub import signature_valid
-from tests.archive_server import SOURCE_FEED, document, split_feed
+from feedlake.tasks.demo.snapshot_server import serve_snapshots
+from feedlake.tasks.lake.commit import live_files
+from feedlake.tasks.lake.storage import open_store
+from feedlake.tasks.websub.subscriber import signature_valid
 from tests.conftest import free_port, write_sources
-from tests.prefect_server import feedlake_env, running, wait_for
-from tests.websub_hub import serve_hub
+from tests.support.archive_server import SOURCE_FEED, document, split_feed
+from tests.support.prefect_server import feedlake_env, running, wait_for
+from tests.support.websub_hub import serve_hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -65,7 +65,15 @@ def test_signed_push_is_ingested_forged_push_is_ignored_and_the_lease_renews(tmp
         lake = tmp_path / "lake"
         port = free_port()
         env = feedlake_env(str(PREFECT_API_URL.value()), tmp_path)
-        command = [sys.executable, "-m", "flows.cli", "websub", "serve", "--listen", f"127.0.0.1:{port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "feedlake.flows.cli",
+            "websub",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
         command += ["--public-url", f"http://127.0.0.1:{port}/websub", "--sources", str(sources)]
         command += ["--lake", str(lake), "--lease-seconds", "6"]
         with running(command, env, tmp_path / "websub.log", 30) as endpoint:

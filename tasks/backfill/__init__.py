@@ -1,0 +1,1 @@
+"""Backfill: historical feed documents (archives, crawls, WARC files) through the poll's stages."""

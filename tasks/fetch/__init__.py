@@ -1,0 +1,1 @@
+"""Fetch stage: feed URLs to response bodies (conditional GET, politeness, SSRF guard, size caps)."""

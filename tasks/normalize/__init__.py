@@ -1,0 +1,1 @@
+"""Normalize stage: parsed entries to Arrow rows in the article schema."""

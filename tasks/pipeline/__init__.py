@@ -1,0 +1,1 @@
+"""The one wiring of the stages (fetch -> parse/normalize -> dedup -> validate -> write/commit)."""

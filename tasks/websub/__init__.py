@@ -1,0 +1,1 @@
+"""WebSub: subscribe to a feed's hub and ingest the documents it pushes."""
