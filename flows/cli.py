@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="parse on a Dask cluster: its scheduler address, or 'local' to start one",
     )
+    reextract = commands.add_parser(
+        "reextract", help="extract article bodies again from the lake's raw page capture (no fetching)"
+    )
+    add_lake(reextract)
+    reextract.add_argument("--source", help="only this source id")
+    reextract.add_argument(
+        "--since", type=date.fromisoformat, help="only captures from this date on (YYYY-MM-DD)"
+    )
     demo = commands.add_parser("demo", help="poll bundled feed snapshots over local HTTP into ./lake")
     demo.add_argument("--lake", default="./lake", help="lake URL (default: ./lake)")
     return parser
@@ -183,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return backfill_command(args)
         if args.command == "files":
             return files_command(args.lake, args.table)
+        if args.command == "reextract":
+            return reextract_command(args.lake, args.source, args.since)
         if args.command == "demo":
             from feedlake.flows.demo import run_demo
 
@@ -398,6 +408,20 @@ def print_compaction(done: list[PartitionCompaction]) -> int:
     return EXIT_OK
 
 
+def reextract_command(lake: str | None, source: str | None, since: date | None) -> int:
+    """Re-run extraction over the raw capture and print what changed."""
+    from feedlake.tasks.pipeline.reextract import run_reextract
+    from feedlake.tasks.settings import settings_with
+
+    done = run_reextract(settings_with(lake=lake), source_id=source, since=since)
+    print(
+        f"reextract {done.run_id}: {done.pages} captured pages, {done.changed} rows with a new body "
+        f"written, {done.unchanged} unchanged, {done.without_row} without a row in the table, "
+        f"{done.quarantined} quarantined"
+    )
+    return 0
+
+
 def print_summary(summary: RunSummary) -> int:
     """Print the per-source table, where the data went and how to read it."""
     print()
@@ -409,6 +433,11 @@ def print_summary(summary: RunSummary) -> int:
         f"{summary.sources_failed} of {len(summary.reports)} sources failed, "
         f"{summary.sources_not_modified} not modified, {summary.sources_backing_off} backing off"
     )
+    if summary.pages_tried:
+        print(
+            f"full text: {summary.pages_used} of {summary.pages_tried} article pages gave the body "
+            "(content_source = page); the rest keep the feed's text, page_status says why"
+        )
     if summary.recovered:
         print("recovered first: " + "; ".join(summary.recovered))
     if summary.run_seconds:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from feedlake.flows.poll import poll_flow
 from feedlake.tasks.demo.snapshot_server import serve_snapshots
@@ -14,16 +16,35 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = REPO_ROOT / "tests" / "cases"
 DEMO_SOURCES = REPO_ROOT / "infra" / "sources" / "demo.yaml"
 SNAPSHOT_VARIABLE = "FEEDLAKE_VAR_SNAPSHOTS"
+# Real af.mil article pages, and which feed item links each one answers (tests/cases/pages/).
+PAGE_LINKS = SNAPSHOTS / "pages" / "af.mil" / "LINKS.tsv"
+
+
+def bundled_pages(links: Path = PAGE_LINKS) -> dict[str, dict[str, Path]]:
+    """Host -> (path and query -> page file) for every bundled page an item of a demo feed links to."""
+    hosts: dict[str, dict[str, Path]] = {}
+    with links.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            link = urlsplit(row["item_link"])
+            target = link.path + (f"?{link.query}" if link.query else "")
+            hosts.setdefault(link.netloc, {})[target] = links.parent / row["page_file"]
+    return hosts
 
 
 def run_demo(lake: str) -> RunSummary:
     """Poll the demo catalog from a local snapshot server into ``lake``."""
     if not SNAPSHOTS.is_dir() or not DEMO_SOURCES.is_file():
         raise ConfigError(f"the demo needs a source checkout (missing {SNAPSHOTS} or {DEMO_SOURCES})")
-    with serve_snapshots(SNAPSHOTS) as base_url:
+    hosts = bundled_pages()
+    pages = {target: path for by_path in hosts.values() for target, path in by_path.items()}
+    with serve_snapshots(SNAPSHOTS, pages=pages) as base_url:
         print(f"serving bundled snapshots from {SNAPSHOTS} at {base_url}")
         # The demo catalog's URLs are ${FEEDLAKE_VAR_SNAPSHOTS}/...: point them at this server.
         os.environ[SNAPSHOT_VARIABLE] = base_url
+        # The items of the af.mil feed link to www.af.mil: its bundled pages are on this server too,
+        # reached without DNS the way curl --connect-to would (the URLs in the lake stay the real ones).
+        address = base_url.removeprefix("http://")
+        os.environ["FEEDLAKE_CONNECT_TO"] = ",".join(f"{host}:80={address}" for host in hosts)
         # The snapshot server is on loopback, which later hardening refuses by default.
         os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")
         return poll_flow(sources=str(DEMO_SOURCES), lake=lake)

@@ -1,4 +1,8 @@
-"""Article schema, version 1: the one Arrow shape every article takes in feedlake.
+"""Article schema, version 2: the one Arrow shape every article takes in feedlake.
+
+Version 2 adds, at the end, where the article's text came from (``content_source``) and how its
+page fetch went (``page_url``, ``page_status``, ``page_fetched_at``), and the ``date_source`` value
+``page``; rows written under version 1 read with those columns null.
 
 Field-by-field documentation lives in ``schemas/README.md``; the field metadata below carries the
 same one-line descriptions so that they travel inside every Parquet file.
@@ -9,14 +13,18 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 SCHEMA_VERSION_KEY = b"feedlake.schema_version"
 
 # Timestamps are microseconds in UTC: Athena, Spark and older Hive readers cannot read nanoseconds.
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-# How published_at was obtained, from most to least trustworthy.
-DATE_SOURCES = ("explicit_offset", "named_zone", "assumed_utc", "missing")
+# How published_at was obtained, from most to least trustworthy ("page": the feed gave no date,
+# the article's page did).
+DATE_SOURCES = ("explicit_offset", "named_zone", "assumed_utc", "missing", "page")
+PAGE_DATE_SOURCE = "page"
+# Where content_text came from: the feed's own text, or the article's page (full text).
+CONTENT_SOURCES = ("feed", "page")
 
 # Where the feed document holding the row came from: polled now, the publisher's own archive or
 # paged history, a Wayback Machine capture, or a captured file (feed document or WARC record).
@@ -48,9 +56,13 @@ ARTICLE_SCHEMA = pa.schema(
         _field("guid", pa.string(), "Entry id as the feed gave it (guid / atom:id / id)"),
         _field("url", pa.string(), "Canonical absolute article URL, tracking params dropped"),
         _field("title", pa.string(), "Title as plain text"),
-        _field("summary_text", pa.string(), "Summary as plain text"),
-        _field("content_text", pa.string(), "Full content as plain text, paragraphs kept"),
-        _field("content_html", pa.string(), "Full content HTML, sanitized"),
+        _field("summary_text", pa.string(), "The feed's own summary (or teaser) as plain text"),
+        _field(
+            "content_text",
+            pa.string(),
+            "The article's full body as plain text, paragraphs kept (the page's, else the feed's)",
+        ),
+        _field("content_html", pa.string(), "The same body as sanitized HTML"),
         _field("authors", pa.list_(pa.string()), "Author names"),
         _field("categories", pa.list_(pa.string()), "Categories / tags"),
         _field("enclosures", pa.list_(ENCLOSURE), "Attached media: url, type, length"),
@@ -61,7 +73,7 @@ ARTICLE_SCHEMA = pa.schema(
         _field(
             "date_source",
             pa.string(),
-            "explicit_offset | named_zone | assumed_utc | missing",
+            "explicit_offset | named_zone | assumed_utc | missing | page",
             nullable=False,
         ),
         _field("fetched_at", TIMESTAMP, "When feedlake fetched the feed, UTC", nullable=False),
@@ -84,6 +96,15 @@ ARTICLE_SCHEMA = pa.schema(
             "When that document was captured (fetch time, archive snapshot or file time), UTC",
             nullable=False,
         ),
+        _field("content_source", pa.string(), "Where content_text came from: feed | page (v2)"),
+        _field("page_url", pa.string(), "The article page's URL after redirects, when fetched (v2)"),
+        _field(
+            "page_status",
+            pa.string(),
+            "How the page fetch went: ok, not_modified, robots_disallowed, http_<code>, timeout, "
+            "too_large, refused, not_an_article, error, or skipped (v2)",
+        ),
+        _field("page_fetched_at", TIMESTAMP, "When the page was fetched, UTC (v2)"),
         _field(
             "published_date",
             pa.date32(),

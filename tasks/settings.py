@@ -24,6 +24,17 @@ class FeedlakeSettings(BaseSettings):
     read_timeout: float = Field(30.0, gt=0, description="Seconds between two bytes of a response")
     total_timeout: float = Field(60.0, gt=0, description="Seconds for a whole fetch, body included")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest feed body accepted")
+    page_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest article page accepted")
+    page_concurrency: int = Field(16, ge=1, le=1024, description="Article pages fetched at the same time")
+    page_attempts: int = Field(3, ge=0, le=20, description="Polls that try a failed page again")
+    robots_cache_seconds: float = Field(3600.0, ge=0, description="How long a host's robots.txt is trusted")
+    extract_processes: int = Field(
+        0, ge=0, le=256, description="Processes extracting article bodies (0: one per core)"
+    )
+    connect_to: str = Field(
+        "",
+        description="host:port=ip:port,...: connect there, not to the resolved host (curl --connect-to)",
+    )
     fetch_attempts: int = Field(3, ge=1, le=10, description="Tries per feed on transient errors")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles, with jitter")
     failure_backoff_seconds: float = Field(300.0, ge=0, description="First wait after a source fails")
@@ -54,7 +65,7 @@ class FeedlakeSettings(BaseSettings):
     commit_retries: int = Field(3, ge=0, le=10, description="Retries of write/commit (transient errors)")
     compact_target_mb: float = Field(128.0, gt=0, description="Target size of a compacted file, MiB")
     suite: str | None = Field(
-        None, description="Expectation suite file (default: schemas/expectations/articles_v1.json)"
+        None, description="Expectation suite file (default: schemas/expectations/articles_v2.json)"
     )
     default_poll_interval_seconds: int = Field(
         900, ge=30, description="How often `feedlake serve` polls sources that set no poll_interval"

@@ -137,6 +137,9 @@ class SourceReport:
     duplicate: int = 0
     rejected: int = 0
     warned: int = 0
+    # Article pages tried for new items (full text), and how many gave the row its body.
+    pages_tried: int = 0
+    pages_used: int = 0
     error: str | None = None
     error_kind: str | None = None
     moved_to: str | None = None

@@ -75,8 +75,12 @@ def prefect_api() -> Iterator[None]:
         yield
 
 
-def write_sources(path: Path, entries: list[tuple[str, str]]) -> Path:
-    """Write a sources file with one news source per (id, url)."""
+def write_sources(path: Path, entries: list[tuple[str, str]], full_text: str = "never") -> Path:
+    """Write a sources file with one news source per (id, url).
+
+    ``full_text`` defaults to never: the captured feeds' items link to sites this machine cannot
+    reach, and these tests are about the feeds; the full-text tests say ``auto`` or ``always``.
+    """
     lines = ["sources:"]
     for source_id, url in entries:
         lines += [
@@ -85,6 +89,7 @@ def write_sources(path: Path, entries: list[tuple[str, str]]) -> Path:
             f"    name: {source_id}",
             "    publisher: test",
             "    kind: news",
+            f"    full_text: {full_text}",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

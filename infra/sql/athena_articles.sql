@@ -1,4 +1,4 @@
--- feedlake article table for Amazon Athena (also Glue/Trino Hive connector): schema version 1.
+-- feedlake article table for Amazon Athena (also Glue/Trino Hive connector): schema version 2.
 -- Replace s3://YOUR-BUCKET/YOUR-PREFIX with the lake URL given to `feedlake poll --lake`.
 -- Partition projection: no MSCK REPAIR / crawler needed as new sources and days arrive.
 CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_articles (
@@ -22,7 +22,11 @@ CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_articles (
   content_hash   string,
   run_id         string,
   capture_source string,
-  captured_at    timestamp
+  captured_at    timestamp,
+  content_source string,
+  page_url       string,
+  page_status    string,
+  page_fetched_at timestamp
 )
 PARTITIONED BY (source_id string, published_date date)
 STORED AS PARQUET

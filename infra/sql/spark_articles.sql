@@ -1,8 +1,8 @@
--- feedlake article table for Spark SQL / Databricks / Hive metastore: schema version 1.
+-- feedlake article table for Spark SQL / Databricks / Hive metastore: schema version 2.
 -- Partition columns are discovered from the Hive-style paths (source_id=…/published_date=…).
 CREATE TABLE IF NOT EXISTS feedlake_articles
 USING parquet
-OPTIONS (path 's3a://YOUR-BUCKET/YOUR-PREFIX/articles');
+OPTIONS (path 's3a://YOUR-BUCKET/YOUR-PREFIX/articles', mergeSchema 'true');  -- v1 files lack the v2 columns
 
 MSCK REPAIR TABLE feedlake_articles;  -- after new partitions appear (or ALTER TABLE … RECOVER PARTITIONS)
 

@@ -1,7 +1,9 @@
 """A local HTTP server for captured feed snapshots, with ETag / Last-Modified like a real site.
 
 The demo and the tests poll bundled snapshots through it, so every run exercises real HTTP:
-conditional GET, content types and status codes.
+conditional GET, content types and status codes. It also serves captured article pages at their
+original paths (``pages``: path and query -> file), so that a feed's item links reach them when the
+fetcher is told to connect to this server for the page's host (``FEEDLAKE_CONNECT_TO``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import contextlib
 import email.utils
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
     ".json": "application/feed+json",
     ".atom": "application/atom+xml",
     ".rdf": "application/rdf+xml",
@@ -31,15 +34,16 @@ class SnapshotHandler(BaseHTTPRequestHandler):
 
     server_version = "feedlake-snapshots/1"
 
-    def __init__(self, *args: object, root: Path, **kwargs: object) -> None:
+    def __init__(self, *args: object, root: Path, pages: Mapping[str, Path], **kwargs: object) -> None:
         self.root = root
+        self.pages = pages
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib names it so
         """Answer a GET with the file, a 304, or a 404."""
         relative = unquote(urlsplit(self.path).path).lstrip("/")
-        path = (self.root / relative).resolve()
-        if self.root not in path.parents or not path.is_file():
+        path = self.pages.get(self.path) or (self.root / relative).resolve()
+        if path not in self.pages.values() and (self.root not in path.parents or not path.is_file()):
             self.send_error(404, "no such snapshot")
             return
         body = path.read_bytes()
@@ -63,9 +67,11 @@ class SnapshotHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_snapshots(root: Path, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``root`` over HTTP on loopback for the duration of the block; yield the base URL."""
-    handler = partial(SnapshotHandler, root=root.resolve())
+def serve_snapshots(
+    root: Path, host: str = "127.0.0.1", port: int = 0, pages: Mapping[str, Path] | None = None
+) -> Iterator[str]:
+    """Serve ``root`` (and ``pages`` at their paths) on loopback for the block; yield the base URL."""
+    handler = partial(SnapshotHandler, root=root.resolve(), pages=dict(pages or {}))
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="snapshot-server", daemon=True)

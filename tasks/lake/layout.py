@@ -4,6 +4,7 @@ articles/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet   the 
 _quarantine/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet rejected rows + reasons
 _validation/<run_id>.json, .html        one run's validation results and its data-quality page
 _commits/<utc-stamp>-<run_id>.json      one record per committed run (the commit point)
+_raw/<YYYY-MM-DD>/<run_id>.warc.gz      a run's raw capture: WARC of every feed and page it fetched
 _txn/<run_id>/intent.json, keys.parquet  a run in flight; gone once its state is applied
 _state/feeds/<source_id>.json            ETag / Last-Modified per source
 _state/health.json                       every source's health (last success, failures, next try)
@@ -28,6 +29,7 @@ QUARANTINE = "_quarantine"
 COMMITS = "_commits"
 TXN = "_txn"
 VALIDATION = "_validation"
+RAW = "_raw"
 LEASE = "_lease.json"
 
 
@@ -54,6 +56,22 @@ RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 def new_run_id() -> str:
     """A run id that sorts by start time: ``20261123T205959Z-3f2a1b9c``."""
     return datetime.now(UTC).strftime(RUN_STAMP_FORMAT) + "-" + secrets.token_hex(4)
+
+
+_RUN_STAMP = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+
+
+def raw_capture_key(run_id: str) -> str:
+    """Key of a run's raw capture (WARC), in the folder of the UTC day its run id's stamp names."""
+    problem = f"run id {run_id!r} does not start with a UTC stamp like 20261123T205959Z"
+    stamp = run_id[:16]
+    if _RUN_STAMP.fullmatch(stamp) is None or "/" in run_id:
+        raise ValueError(problem)
+    try:
+        started = datetime.strptime(stamp, RUN_STAMP_FORMAT)
+    except ValueError:  # digits in the stamp's shape that name no time (month 13)
+        raise ValueError(problem) from None
+    return f"{RAW}/{started:%Y-%m-%d}/{run_id}.warc.gz"
 
 
 def intent_key(run_id: str) -> str:

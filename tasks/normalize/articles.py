@@ -149,6 +149,7 @@ def _held_rows(
             "run_id": run_id,
             "capture_source": parsed.capture_source,
             "captured_at": captured_at,
+            "content_source": "feed",
             "published_date": captured_at.date(),
             QUARANTINE_FIELDS[0].name: [f"{NORMALIZE_STAGE}: {bug_reason(exc)}"],
             QUARANTINE_FIELDS[1].name: NORMALIZE_STAGE,
@@ -221,6 +222,10 @@ def _append_entry(
     captured_at = parsed.captured_at or fetched_at
     columns["capture_source"].append(parsed.capture_source)
     columns["captured_at"].append(captured_at)
+    # The feed's text until the full-text stage (tasks/full_text/stage.py) finds the page's.
+    columns["content_source"].append("feed")
+    for name in ("page_url", "page_status", "page_fetched_at"):
+        columns[name].append(None)
     # An undated article existed when its document was captured: that date beats today's.
     columns["published_date"].append(_partition_date(published_at, captured_at))
 

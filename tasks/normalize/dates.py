@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from feedlake.schemas.article import DATE_SOURCES
 
 # The values of the article schema's date_source column, named once there.
-EXPLICIT_OFFSET, NAMED_ZONE, ASSUMED_UTC, MISSING = DATE_SOURCES
+EXPLICIT_OFFSET, NAMED_ZONE, ASSUMED_UTC, MISSING = DATE_SOURCES[:4]
 
 _NUMERIC_OFFSET = re.compile(r"(?:[+-]\d{2}:?\d{2}|\d[zZ])\s*$")
 _NAMED_ZONE = re.compile(r"(?<![A-Za-z])([A-Za-z]{1,5})\s*$")

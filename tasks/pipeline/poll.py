@@ -33,10 +33,12 @@ from feedlake.tasks.health.records import (
     updated_health,
     write_health,
 )
-from feedlake.tasks.lake.layout import commit_key, new_run_id, validation_key
+from feedlake.tasks.lake.layout import commit_key, new_run_id, raw_capture_key, validation_key
+from feedlake.tasks.lake.raw_capture import warc_bytes
 from feedlake.tasks.lake.source_state import set_aside
 from feedlake.tasks.lake.storage import ObjectStore, open_store
 from feedlake.tasks.lake.transaction import lake_transaction
+from feedlake.tasks.pipeline.full_text import add_full_text
 from feedlake.tasks.pipeline.hooks import PipelineHooks
 from feedlake.tasks.pipeline.stages import (
     NormalizedSource,
@@ -226,6 +228,9 @@ def _poll_under_lease(
         normalized = hooks.stage("parse-normalize", normalize_fetched)(fetched, due_now, run_id, reports)
     logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
     unique = hooks.stage("dedup", drop_duplicates)(store, normalized, reports)
+    # New items only: a page is fetched once per new version of an item, never for a duplicate.
+    by_id = {s.id: s for s in catalog}
+    unique, exchanges = hooks.stage("full-text", add_full_text)(unique, by_id, settings, reports)
     last_items = {source_id: record.last_items for source_id, record in health.items()}
     validate_started = time.perf_counter()
     facts = feed_facts(normalized, reports, last_items)
@@ -243,6 +248,8 @@ def _poll_under_lease(
     }
     quality = validation_document(outcome, run_id, "poll", unreachable)
     quality_files = quality_objects(quality, store.uri())
+    # The pages' raw responses, committed with the run (and rolled back with it): reextract reads them.
+    raw = [(raw_capture_key(run_id), warc_bytes(exchanges, run_id))] if exchanges else []
     committer = hooks.stage(
         "write-commit", write_and_commit, settings.commit_retries, commit_delays(settings)
     )
@@ -254,7 +261,7 @@ def _poll_under_lease(
         reports,
         settings.row_group_rows,
         settings.lease_seconds,
-        quality_files,
+        [*quality_files, *raw],
     )
     if quality_files:
         hooks.publish("feedlake-data-quality", quality_markdown(quality), "Data quality per source")

@@ -38,6 +38,16 @@ class RunSummary:
         return sum(1 for r in self.reports if r.status == "backing_off")
 
     @property
+    def pages_tried(self) -> int:
+        """How many article pages the run tried to fetch (full text)."""
+        return sum(r.pages_tried for r in self.reports)
+
+    @property
+    def pages_used(self) -> int:
+        """How many new rows hold their article's body from its page."""
+        return sum(r.pages_used for r in self.reports)
+
+    @property
     def sources_failed(self) -> int:
         """How many sources ended in error."""
         return sum(1 for r in self.reports if r.status == "error")

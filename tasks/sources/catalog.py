@@ -44,8 +44,12 @@ KNOWN_KEYS = frozenset(
         "tags",
         "enabled",
         "poll_interval",
+        "full_text",
     }
 )
+# full_text: auto fetches an item's page when the feed's text is a teaser (tasks/full_text/teaser.py),
+# always for every new item, never not at all.
+FULL_TEXT_MODES = ("auto", "always", "never")
 REQUIRED_KEYS = ("id", "url", "name", "publisher", "kind")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # A poll interval between one second and thirty days: longer is a typo or a disabled feed (say
@@ -74,6 +78,7 @@ class Source:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     poll_interval_seconds: int | None = None
+    full_text: str = "auto"
     # (placeholder name, value) of every ${FEEDLAKE_VAR_*} substituted into ``url``.
     substitutions: tuple[tuple[str, str], ...] = ()
 
@@ -381,6 +386,11 @@ def _read_source(
             interval = parse_interval(raw_interval)
         except ValueError as exc:
             problems.append(SourceProblem(lines["poll_interval"], f"{label}{exc}"))
+    full_text = text("full_text") or "auto"
+    if full_text not in FULL_TEXT_MODES:
+        problems.append(
+            SourceProblem(lines["full_text"], f"{label}full_text must be one of {', '.join(FULL_TEXT_MODES)}")
+        )
     if len(problems) > start:
         return None
     return Source(
@@ -394,6 +404,7 @@ def _read_source(
         tags=tuple(str(t) for t in tags),
         enabled=bool(enabled),
         poll_interval_seconds=interval,
+        full_text=full_text,
         substitutions=substitutions,
     )
 

@@ -38,6 +38,9 @@ BATCH_SCHEMA = pa.schema(
         pa.field("missing_text_share", pa.float64()),
         pa.field("rejected_share", pa.float64()),
         pa.field("went_empty", pa.bool_()),
+        # Article pages this batch tried to fetch (full text), and the share that gave no body.
+        pa.field("pages_tried", pa.int64()),
+        pa.field("pages_failed_share", pa.float64()),
     ]
 )
 BATCH_COLUMNS = tuple(BATCH_SCHEMA.names)

@@ -293,6 +293,7 @@ def _batch_summary(
     summary_text = pc.fill_null(pc.utf8_length(table.column("summary_text")), 0)
     content_text = pc.fill_null(pc.utf8_length(table.column("content_text")), 0)
     no_text = pc.equal(pc.add(summary_text, content_text), 0).to_pylist()
+    page_tried, page_failed = _page_outcomes(table)
     tallies: dict[str, list[int]] = {}
     source_of: dict[str, str] = {}
     for key, source_id in zip(keys, source_ids, strict=True):
@@ -300,15 +301,17 @@ def _batch_summary(
     for source_id in feeds:
         source_of.setdefault(source_id, source_id)
     for key in source_of:
-        tallies[key] = [0, 0, 0, 0]
+        tallies[key] = [0, 0, 0, 0, 0, 0]
     for position, key in enumerate(keys):
         tally = tallies[key]
         tally[0] += 1
         tally[1] += bool(no_date[position])
         tally[2] += bool(no_text[position])
         tally[3] += position in row_failures
+        tally[4] += page_tried[position]
+        tally[5] += page_failed[position]
     columns: dict[str, list[Any]] = {name: [] for name in BATCH_SCHEMA.names}
-    for key, (rows, dateless, textless, rejected) in tallies.items():
+    for key, (rows, dateless, textless, rejected, tried, failed) in tallies.items():
         facts = feeds.get(key) if key == source_of[key] else None
         in_feed = facts.items_in_feed if facts else rows
         last_time = facts.items_last_time if facts else None
@@ -320,7 +323,23 @@ def _batch_summary(
         columns["missing_text_share"].append(textless / rows if rows else None)
         columns["rejected_share"].append(rejected / rows if rows else None)
         columns["went_empty"].append(bool(last_time) and in_feed == 0)
+        columns["pages_tried"].append(tried)
+        columns["pages_failed_share"].append(failed / tried if tried else None)
     return pa.table(columns, schema=BATCH_SCHEMA), source_of
+
+
+# Page statuses that gave the row its page's body, or that a later poll need not improve on.
+_PAGE_FINE = ("ok", "not_modified")
+
+
+def _page_outcomes(table: pa.Table) -> tuple[list[bool], list[bool]]:
+    """Per row: whether a page was tried, and whether it failed to give a body."""
+    if "page_status" not in table.column_names:
+        return [False] * table.num_rows, [False] * table.num_rows
+    status = table.column("page_status")
+    tried = pc.and_(pc.is_valid(status), pc.not_equal(status, "skipped"))
+    failed = pc.and_(tried, pc.invert(pc.is_in(status, value_set=pa.array(_PAGE_FINE))))
+    return pc.fill_null(tried, False).to_pylist(), pc.fill_null(failed, False).to_pylist()
 
 
 def _row_result(

@@ -37,7 +37,7 @@ def test_files_are_sorted_zstd_with_schema_version_and_no_partition_columns() ->
         parquet = pq.ParquetFile(io.BytesIO(planned.data))
         table = parquet.read()
         assert table.schema.remove_metadata() == FILE_SCHEMA.remove_metadata()
-        assert table.schema.metadata[SCHEMA_VERSION_KEY] == b"1"
+        assert table.schema.metadata[SCHEMA_VERSION_KEY] == b"2"
         times = table.column("published_at").to_pylist()
         assert times == sorted(times)
         column = parquet.metadata.row_group(0).column(0)

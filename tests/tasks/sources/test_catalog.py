@@ -130,6 +130,11 @@ BROKEN = {
     ),
     "bad date value": (entry(extra="country: 2024-13-45"), "2024-13-45", "month must be in 1..12"),
     "repeated key": (entry(extra="kind: blog"), "kind: blog", "key 'kind' appears twice"),
+    "unknown full_text mode": (
+        entry(extra="full_text: sometimes"),
+        "full_text:",
+        "full_text must be one of auto, always, never",
+    ),
 }
 
 
@@ -418,3 +423,10 @@ def test_the_check_and_the_fetch_refuse_the_same_urls(url: str, tmp_path: Path) 
 def test_what_the_fetch_accepts_passes_the_check(url: str) -> None:
     assert parse_fetch_url(url, "s")
     assert url_problem(url) is None
+
+
+@pytest.mark.parametrize("mode", ["auto", "always", "never"])
+def test_full_text_is_read_per_source_and_defaults_to_auto(tmp_path: Path, mode: str) -> None:
+    text = GOOD + entry("other", extra=f"full_text: {mode}")
+    by_id = {s.id: s for s in load_sources(write(tmp_path, text))}
+    assert (by_id["good-one"].full_text, by_id["other"].full_text) == ("auto", mode)

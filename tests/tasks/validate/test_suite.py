@@ -22,7 +22,7 @@ def write_suite(tmp_path: Path, **changes: object) -> Path:
 
 def test_default_suite_uses_every_severity_at_both_scopes() -> None:
     suite = load_suite()
-    assert suite.name == "articles_v1"
+    assert suite.name == "articles_v2"
     assert {s.severity for s in suite.rows} == {"reject", "warn", "fail"}
     assert {s.severity for s in suite.batches} == {"warn", "fail"}
     assert all(s.description for s in (*suite.rows, *suite.batches))
@@ -44,8 +44,8 @@ def test_bad_severity_names_the_entry(tmp_path: Path) -> None:
 
 
 def test_suite_for_another_schema_version_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="is for article schema 2"):
-        load_suite(write_suite(tmp_path, schema_version="2"))
+    with pytest.raises(ConfigError, match="is for article schema 1, this feedlake writes schema 2"):
+        load_suite(write_suite(tmp_path, schema_version="1"))
 
 
 def test_batch_expectation_on_an_unknown_column_is_refused(tmp_path: Path) -> None:

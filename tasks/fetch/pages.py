@@ -1,0 +1,381 @@
+"""Article pages of feed items: fetched with the feed fetcher's machinery, robots.txt honoured.
+
+Input: one ``PageRequest`` per item (its link, and the validators a previous fetch of the page
+gave). Output: one ``PageResult`` per request, in request order; every failure is a status
+(``ok``, ``not_modified``, ``robots_disallowed``, ``http_<code>``, ``timeout``, ``too_large``,
+``refused``, ``error``) with a reason naming the URL's host, never an exception.
+
+Each page is fetched as a feed is (``fetch.client.fetch_with_retries``): the same client
+(User-Agent, timeouts, pinned transport, ``FEEDLAKE_CONNECT_TO``), the SSRF guard on every hop,
+the per-host gate (politeness across the pages of one host), transient statuses retried with
+Retry-After honoured, one ``total_timeout`` deadline per page, and the body bounded by
+``page_max_bytes``. At most ``page_concurrency`` pages are on the wire at once, and the run ends
+``RUN_DEADLINE_FACTOR`` x ``total_timeout`` per wave of ``page_concurrency`` pages after it starts:
+pages still waiting then are ``timeout``. Before a page, and before each redirect it takes, the
+target's robots.txt is asked (``fetch.robots``); a page it disallows is never requested.
+
+``PageResult.headers`` are the response's headers, names lowercased, without the ones that frame
+the raw transfer (``Content-Encoding``, ``Content-Length``, ``Transfer-Encoding``, hop-by-hop
+fields) since ``body`` is the decoded body, and without ``Set-Cookie``. ``request_headers`` are what
+the last request sent (feedlake sends no credentials or cookies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from feedlake.tasks.errors import FetchTerminalError, bug_reason
+from feedlake.tasks.fetch.client import (
+    FAILED,
+    HTTP_STATUS,
+    REFUSED,
+    ROBOTS_DISALLOWED,
+    RUN_DEADLINE_FACTOR,
+    TIMED_OUT,
+    TOO_LARGE,
+    Failure,
+    Fetched,
+    PlainTarget,
+    build_client,
+    fetch_with_retries,
+    gate_for,
+    sendable_validators,
+    shown_host,
+)
+from feedlake.tasks.fetch.host_gate import HostGate
+from feedlake.tasks.fetch.robots import RobotsCache
+from feedlake.tasks.fetch.url_guard import Resolver, parse_fetch_url, resolve_host
+from feedlake.tasks.settings import FeedlakeSettings
+from feedlake.tasks.values import FeedValidators
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+NOT_MODIFIED = "not_modified"
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.8"
+# Response headers not kept: they describe the raw transfer, not the decoded body, or are cookies.
+DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-connection",
+        "set-cookie",
+        "set-cookie2",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Request headers never reported, should a caller's client add them.
+SECRET_REQUEST_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One item's article page to fetch."""
+
+    source_id: str
+    article_id: str
+    url: str  # the item's link
+    validators: FeedValidators = FeedValidators()  # from a previous fetch, for a conditional GET
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What fetching one article page gave: a body, a 304, or a status saying why not."""
+
+    request: PageRequest
+    status: str  # ok | not_modified | robots_disallowed | http_<code> | timeout | too_large | refused | error
+    final_url: str | None  # after redirects
+    http_status: int | None
+    body: bytes | None
+    headers: Mapping[str, str]
+    request_headers: Mapping[str, str]  # what was sent, no secrets
+    validators: FeedValidators  # to send next time (the request's own when nothing newer came)
+    fetched_at: datetime
+    reason: str | None  # when not ok: what happened, naming the URL's host
+    attempts: int = 0
+    elapsed_seconds: float = 0.0
+
+
+def fetch_pages(
+    requests: Sequence[PageRequest],
+    settings: FeedlakeSettings,
+    *,
+    robots: RobotsCache | None = None,
+    on_result: Callable[[PageResult], None] | None = None,
+) -> list[PageResult]:
+    """Blocking; results in request order. Never raises for one page: every failure is a status."""
+    return asyncio.run(fetch_pages_async(requests, settings, robots=robots, on_result=on_result))
+
+
+async def fetch_pages_async(
+    requests: Sequence[PageRequest],
+    settings: FeedlakeSettings,
+    *,
+    robots: RobotsCache | None = None,
+    on_result: Callable[[PageResult], None] | None = None,
+    client: httpx.AsyncClient | None = None,
+    resolve: Resolver = resolve_host,
+) -> list[PageResult]:
+    """``fetch_pages`` inside a running event loop; the same contract.
+
+    ``on_result`` is called (in the loop: return quickly) with each result once it is final; if
+    it raises, that page's result becomes ``error`` and ``on_result`` hears of that instead.
+    ``robots`` keeps robots.txt rules across runs (default: a cache for this run only). ``client``
+    must come from ``fetch.client.build_client`` (pinned transport, ``FEEDLAKE_CONNECT_TO``).
+    Raises ConfigError, before fetching anything, when ``FEEDLAKE_CONNECT_TO`` is malformed.
+    """
+    own_client = client is None
+    # Room for the pages' connections and the robots.txt fetches beside them (their own limit).
+    http = client if client is not None else build_client(settings, connections=2 * settings.page_concurrency)
+    cache = robots if robots is not None else RobotsCache(settings)
+    robots_fetches = cache.fetches
+    limit = asyncio.Semaphore(settings.page_concurrency)
+    gates: dict[str, HostGate] = {}
+    # As for feeds: one wave of page_concurrency pages may take a deadline for robots.txt and one
+    # for the page; a slow host holds at most per_host_concurrency slots.
+    waves = max(1, math.ceil(len(requests) / settings.page_concurrency))
+    run_limit = RUN_DEADLINE_FACTOR * settings.total_timeout * waves
+
+    def deliver(result: PageResult) -> PageResult:
+        if on_result is None:
+            return result
+        try:
+            on_result(result)
+        except Exception as exc:  # the caller's handling of one page must not sink the others
+            failed = _unexpected(result.request, "handling the fetched page failed", exc, result.fetched_at)
+            try:
+                on_result(failed)
+            except Exception:
+                log.warning(
+                    "pages: the result handler failed twice for %s; its result is dropped",
+                    shown_host(failed.request.url),
+                )
+            return failed
+        return result
+
+    async def one(request: PageRequest) -> PageResult:
+        gate = gate_for(gates, request.url, settings)
+        result = await fetch_page(
+            http, request, settings, gate=gate, limit=limit, robots=cache, resolve=resolve
+        )
+        return deliver(result)
+
+    tasks = [asyncio.create_task(one(r)) for r in requests]
+    try:
+        if tasks:
+            await asyncio.wait(tasks, timeout=run_limit)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if own_client:
+            await http.aclose()
+    results = [
+        _settled(task, request, run_limit, deliver) for task, request in zip(tasks, requests, strict=True)
+    ]
+    counts = Counter(r.status for r in results)
+    log.info(
+        "pages: %d requested, %d robots.txt fetched; %s",
+        len(results),
+        cache.fetches - robots_fetches,
+        ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "nothing to do",
+    )
+    return results
+
+
+def _settled(
+    task: asyncio.Task[PageResult],
+    request: PageRequest,
+    run_limit: float,
+    deliver: Callable[[PageResult], PageResult],
+) -> PageResult:
+    """The result of one page's task: its own, or what ended it."""
+    now = datetime.now(UTC)
+    if task.cancelled():
+        # Still queued behind its host (or the global limit), or still on the wire, at the run's limit.
+        reason = (
+            f"{shown_host(request.url)}: timed out waiting for the host: the page fetch stops {run_limit:g}s"
+            f" after it starts ({RUN_DEADLINE_FACTOR:g} x FEEDLAKE_TOTAL_TIMEOUT per"
+            " FEEDLAKE_PAGE_CONCURRENCY pages); a later poll may try it again"
+        )
+        return deliver(_not_fetched(request, TIMED_OUT, reason, now))
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    return deliver(_unexpected(request, "unexpected error while fetching the page", exc, now))
+
+
+async def fetch_page(
+    client: httpx.AsyncClient,
+    request: PageRequest,
+    settings: FeedlakeSettings,
+    *,
+    gate: HostGate,
+    limit: asyncio.Semaphore,
+    robots: RobotsCache,
+    resolve: Resolver = resolve_host,
+) -> PageResult:
+    """Fetch one page if robots.txt allows it (the URL's, then each redirect's); never raises for it."""
+    fetched_at = datetime.now(UTC)
+    host = shown_host(request.url)
+    try:
+        parse_fetch_url(request.url, request.source_id)
+    except FetchTerminalError as exc:
+        return _not_fetched(request, REFUSED, f"{host}: {exc.reason}", fetched_at)
+    verdict = await robots.check(request.url, client, gate=gate, resolve=resolve)
+    if not verdict.allowed:
+        status = REFUSED if verdict.refused else ROBOTS_DISALLOWED
+        return _not_fetched(request, status, verdict.reason, fetched_at)
+
+    async def before_redirect(url: str) -> Failure | None:
+        # Holding this host's gate: the target's robots.txt is fetched outside every host gate.
+        hop = await robots.check(url, client, resolve=resolve)
+        if hop.allowed:
+            return None
+        error = FetchTerminalError(
+            hop.reason or "robots.txt disallows it", source_id=request.source_id, url=url
+        )
+        return Failure(error, REFUSED if hop.refused else ROBOTS_DISALLOWED, final_url=url)
+
+    target = PlainTarget(request.source_id, request.url)
+    sendable = sendable_validators(request.validators, target, "stored page")
+    fetched = await fetch_with_retries(
+        client,
+        target,
+        settings,
+        validators=sendable,
+        gate=gate,
+        limit=limit,
+        resolve=resolve,
+        cap=settings.page_max_bytes,
+        accept=PAGE_ACCEPT,
+        before_redirect=before_redirect,
+    )
+    return _page_result(request, target, sendable, fetched, settings)
+
+
+def _page_result(
+    request: PageRequest,
+    target: PlainTarget,
+    sendable: FeedValidators,
+    fetched: Fetched,
+    settings: FeedlakeSettings,
+) -> PageResult:
+    """A page's result from what its fetch gave."""
+    answer = fetched.outcome
+    if isinstance(answer, Failure):
+        error = answer.error
+        status = answer.outcome
+        if status == HTTP_STATUS:
+            status = f"http_{error.status}"
+        result = PageResult(
+            request,
+            status,
+            final_url=answer.final_url,
+            http_status=error.status,
+            body=None,
+            headers={},
+            request_headers=_sent(answer.request_headers),
+            validators=sendable,
+            fetched_at=fetched.fetched_at,
+            reason=_reason(request, answer, fetched.attempts, settings),
+            attempts=fetched.attempts,
+            elapsed_seconds=fetched.elapsed_seconds,
+        )
+        log.debug("page %s: %s (%s)", request.url, result.status, result.reason)
+        return result
+    if answer.body is None:
+        return PageResult(
+            request,
+            NOT_MODIFIED,
+            final_url=answer.final_url,
+            http_status=answer.status,
+            body=None,
+            headers=_kept(answer.headers),
+            request_headers=_sent(answer.request_headers),
+            validators=sendable,
+            fetched_at=fetched.fetched_at,
+            reason=None,
+            attempts=fetched.attempts,
+            elapsed_seconds=fetched.elapsed_seconds,
+        )
+    received = sendable_validators(
+        FeedValidators(answer.headers.get("etag"), answer.headers.get("last-modified")),
+        target,
+        "received page",
+    )
+    return PageResult(
+        request,
+        OK,
+        final_url=answer.final_url,
+        http_status=answer.status,
+        body=answer.body,
+        headers=_kept(answer.headers),
+        request_headers=_sent(answer.request_headers),
+        validators=received,
+        fetched_at=fetched.fetched_at,
+        reason=None,
+        attempts=fetched.attempts,
+        elapsed_seconds=fetched.elapsed_seconds,
+    )
+
+
+def _reason(request: PageRequest, failure: Failure, attempts: int, settings: FeedlakeSettings) -> str:
+    """Why a page has no body, naming its host (a redirect's when it was one's fault)."""
+    error = failure.error
+    host = shown_host(failure.final_url or request.url)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    if failure.outcome == HTTP_STATUS:
+        return f"{host} answered HTTP {error.status}{tries}"
+    if failure.outcome == TOO_LARGE:
+        return f"{host}: page larger than the {settings.page_max_bytes} byte cap (FEEDLAKE_PAGE_MAX_BYTES)"
+    if failure.outcome == ROBOTS_DISALLOWED or error.reason.startswith(f"{host}:"):
+        return error.reason  # the robots verdict names its host already
+    return f"{host}: {error.reason}{tries}"
+
+
+def _not_fetched(request: PageRequest, status: str, reason: str | None, at: datetime) -> PageResult:
+    """A page that was not (or not completely) requested."""
+    return PageResult(
+        request,
+        status,
+        final_url=None,
+        http_status=None,
+        body=None,
+        headers={},
+        request_headers={},
+        validators=request.validators,
+        fetched_at=at,
+        reason=reason,
+    )
+
+
+def _unexpected(request: PageRequest, what: str, exc: BaseException, at: datetime) -> PageResult:
+    """A page's ``error`` result for an exception feedlake did not raise on purpose (a bug)."""
+    log.debug("page %s: %s:\n%s", request.url, what, "".join(traceback.format_exception(exc)).rstrip())
+    return _not_fetched(request, FAILED, f"{shown_host(request.url)}: {what} ({bug_reason(exc)})", at)
+
+
+def _kept(headers: httpx.Headers) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name not in DROPPED_HEADERS}
+
+
+def _sent(headers: httpx.Headers | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    return {name: value for name, value in headers.items() if name not in SECRET_REQUEST_HEADERS}
