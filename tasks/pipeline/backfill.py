@@ -9,9 +9,11 @@ and an artifact through the hooks and ``progress``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +43,28 @@ from feedlake.tasks.backfill.engine import (
 from feedlake.tasks.dedup.seen_rows import drop_seen_versions
 from feedlake.tasks.errors import ConfigError
 from feedlake.tasks.lake.commit import commit_run
-from feedlake.tasks.lake.layout import new_run_id
+from feedlake.tasks.lake.layout import new_run_id, raw_capture_key
+from feedlake.tasks.lake.raw_capture import RawExchange, warc_bytes
 from feedlake.tasks.lake.seen_index import read_seen
 from feedlake.tasks.lake.storage import ObjectStore, open_store
 from feedlake.tasks.lake.transaction import lake_transaction
 from feedlake.tasks.lake.write import plan_run_files, run_keys
+from feedlake.tasks.pipeline.full_text import add_full_text
 from feedlake.tasks.pipeline.hooks import PipelineHooks
 from feedlake.tasks.pipeline.poll import commit_delays
+from feedlake.tasks.pipeline.stages import NormalizedSource
 from feedlake.tasks.quality.report import quality_objects, validation_document
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, load_sources
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
 from feedlake.tasks.validate.validator import ArticleValidator, preload_great_expectations
+from feedlake.tasks.values import SourceReport
 
 ProgressFactory = Callable[[str, "int | None", Checkpoint, bool], Progress | None]
+# A batch's new rows -> the rows with their article pages, and the pages' raw responses.
+PageAdder = Callable[[pa.Table], tuple[pa.Table, list[RawExchange]]]
+
+log = logging.getLogger(__name__)
 
 
 def run_source_backfill(
@@ -99,9 +109,20 @@ def run_source_backfill(
         )
     total, captures = find_captures(strategy, fetch, settings, target, path, checkpoint.cursor, since, until)
     validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
-    commit = hooks.stage(
-        "backfill-commit", commit_backfill_batch, settings.commit_retries, commit_delays(settings)
-    )
+    adder = None if target.full_text == "never" else partial(backfill_pages, target, settings)
+
+    def commit_with_pages(
+        store: ObjectStore,
+        rows: pa.Table,
+        validator: ArticleValidator,
+        lease: float,
+        wait: float,
+        groups: int,
+    ) -> BatchCommit:
+        return commit_backfill_batch(store, rows, validator, lease, wait, groups, pages=adder)
+
+    delays = commit_delays(settings)
+    commit = hooks.stage("backfill-commit", commit_with_pages, settings.commit_retries, delays)
     processes = workers or settings.backfill_workers or os.cpu_count() or 1
     return run_backfill(
         store,
@@ -163,27 +184,55 @@ def commit_backfill_batch(
     lease_seconds: float,
     lease_wait_seconds: float,
     row_group_rows: int,
+    pages: PageAdder | None = None,
 ) -> BatchCommit:
-    """Dedup, validate, write and commit one batch under the lake's lease (held for this batch only)."""
+    """Dedup, validate, write and commit one batch under the lake's lease (held for this batch only).
+
+    With ``pages`` (the source's ``full_text`` is not ``never``), the new versions get their article
+    pages first, before the lease is taken: fetching them can take minutes, and the lake stays free
+    meanwhile. Under the lease the batch is deduplicated again (another writer may have committed
+    some of it since), and the pages' responses are committed as the batch's raw capture.
+    """
     run_id = new_run_id()
     rows = rows.set_column(
         rows.schema.get_field_index("run_id"),
         ARTICLE_SCHEMA.field("run_id"),
         pa.array([run_id] * rows.num_rows, pa.string()),
     )
+    raw: list[tuple[str, bytes]] = []
+    if pages is not None:
+        fresh = unseen_versions(store, rows)
+        duplicates = rows.num_rows - fresh.num_rows
+        if fresh.num_rows == 0:
+            return BatchCommit(run_id, 0, 0, duplicates)
+        rows, exchanges = pages(fresh)
+        raw = [(raw_capture_key(run_id), warc_bytes(exchanges, run_id))] if exchanges else []
     with lake_transaction(store, run_id, lease_seconds, lease_wait_seconds):
         new = unseen_versions(store, rows)
-        duplicates = rows.num_rows - new.num_rows
+        duplicates = rows.num_rows - new.num_rows + (duplicates if pages is not None else 0)
         if new.num_rows == 0:
             return BatchCommit(run_id, 0, 0, duplicates)
         outcome = validator.validate(new)
         files = plan_run_files(outcome.accepted, outcome.quarantined, row_group_rows)
         keys = run_keys(outcome.accepted, outcome.quarantined)
         document = validation_document(outcome, run_id, "backfill")
-        commit_run(
-            store, run_id, files, keys, {}, kind="backfill", reports=quality_objects(document, store.uri())
-        )
+        reports = [*quality_objects(document, store.uri()), *raw]
+        commit_run(store, run_id, files, keys, {}, kind="backfill", reports=reports)
         return BatchCommit(run_id, outcome.accepted.num_rows, outcome.quarantined.num_rows, duplicates)
+
+
+def backfill_pages(
+    source: Source, settings: FeedlakeSettings, rows: pa.Table
+) -> tuple[pa.Table, list[RawExchange]]:
+    """A backfill batch's new rows with their pages (the poll's full-text stage), and the responses."""
+    batch = rows.combine_chunks().to_batches()[0]
+    report = SourceReport(source.id)
+    done, exchanges = add_full_text(
+        [NormalizedSource(source.id, batch, None)], {source.id: source}, settings, {source.id: report}
+    )
+    for warning in report.warnings:
+        log.warning("backfill %s: %s", source.id, warning)
+    return (pa.Table.from_batches([done[0].rows]) if done else rows), exchanges
 
 
 def unseen_versions(store: ObjectStore, rows: pa.Table) -> pa.Table:
