@@ -47,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -152,6 +152,15 @@ class PlainTarget:
     def redact(self, text: str) -> str:
         """``text`` unchanged: nothing to hide."""
         return text
+
+
+async def settle(tasks: Sequence[asyncio.Task[Any]], http: httpx.AsyncClient, own_client: bool) -> None:
+    """Cancel the tasks still running, wait until every one has ended, and close a client made here."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if own_client:
+        await http.aclose()
 
 
 def gate_for(gates: dict[str, HostGate], url: str, settings: FeedlakeSettings) -> HostGate:
@@ -397,11 +406,7 @@ async def fetch_feeds(
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if own_client:
-            await http.aclose()
+        await settle(tasks, http, own_client)
     results = [
         _outcome(task, source, started, run_limit, deliver)
         for task, source in zip(tasks, sources, strict=True)

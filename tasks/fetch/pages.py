@@ -28,7 +28,7 @@ import math
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import httpx
@@ -49,6 +49,7 @@ from feedlake.tasks.fetch.client import (
     fetch_with_retries,
     gate_for,
     sendable_validators,
+    settle,
     shown_host,
 )
 from feedlake.tasks.fetch.host_gate import HostGate
@@ -180,11 +181,7 @@ async def fetch_pages_async(
         if tasks:
             await asyncio.wait(tasks, timeout=run_limit)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if own_client:
-            await http.aclose()
+        await settle(tasks, http, own_client)
     results = [
         _settled(task, request, run_limit, deliver) for task, request in zip(tasks, requests, strict=True)
     ]
@@ -278,61 +275,37 @@ def _page_result(
 ) -> PageResult:
     """A page's result from what its fetch gave."""
     answer = fetched.outcome
-    if isinstance(answer, Failure):
-        error = answer.error
-        status = answer.outcome
-        if status == HTTP_STATUS:
-            status = f"http_{error.status}"
-        result = PageResult(
-            request,
-            status,
-            final_url=answer.final_url,
-            http_status=error.status,
-            body=None,
-            headers={},
-            request_headers=_sent(answer.request_headers),
-            validators=sendable,
-            fetched_at=fetched.fetched_at,
-            reason=_reason(request, answer, fetched.attempts, settings),
-            attempts=fetched.attempts,
-            elapsed_seconds=fetched.elapsed_seconds,
-        )
-        log.debug("page %s: %s (%s)", request.url, result.status, result.reason)
-        return result
-    if answer.body is None:
-        return PageResult(
-            request,
-            NOT_MODIFIED,
-            final_url=answer.final_url,
-            http_status=answer.status,
-            body=None,
-            headers=_kept(answer.headers),
-            request_headers=_sent(answer.request_headers),
-            validators=sendable,
-            fetched_at=fetched.fetched_at,
-            reason=None,
-            attempts=fetched.attempts,
-            elapsed_seconds=fetched.elapsed_seconds,
-        )
-    received = sendable_validators(
-        FeedValidators(answer.headers.get("etag"), answer.headers.get("last-modified")),
-        target,
-        "received page",
-    )
-    return PageResult(
+    # What every outcome shares: the request, what was sent, when, and how many tries it took.
+    sent = PageResult(
         request,
         OK,
         final_url=answer.final_url,
-        http_status=answer.status,
-        body=answer.body,
-        headers=_kept(answer.headers),
+        http_status=None,
+        body=None,
+        headers={},
         request_headers=_sent(answer.request_headers),
-        validators=received,
+        validators=sendable,
         fetched_at=fetched.fetched_at,
         reason=None,
         attempts=fetched.attempts,
         elapsed_seconds=fetched.elapsed_seconds,
     )
+    if isinstance(answer, Failure):
+        error = answer.error
+        status = f"http_{error.status}" if answer.outcome == HTTP_STATUS else answer.outcome
+        reason = _reason(request, answer, fetched.attempts, settings)
+        result = replace(sent, status=status, http_status=error.status, reason=reason)
+        log.debug("page %s: %s (%s)", request.url, result.status, result.reason)
+        return result
+    answered = replace(sent, http_status=answer.status, headers=_kept(answer.headers))
+    if answer.body is None:
+        return replace(answered, status=NOT_MODIFIED)
+    received = sendable_validators(
+        FeedValidators(answer.headers.get("etag"), answer.headers.get("last-modified")),
+        target,
+        "received page",
+    )
+    return replace(answered, body=answer.body, validators=received)
 
 
 def _reason(request: PageRequest, failure: Failure, attempts: int, settings: FeedlakeSettings) -> str:
