@@ -35,11 +35,14 @@ def add_full_text(
     """
     requests: list[PageRequest] = []
     items: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+    planned = []
     for item in normalized:
-        with SourceBoundary(reports[item.source_id], "full_text"):
+        with SourceBoundary(reports[item.source_id], "full_text") as step:
             wanted = page_requests(item.rows, sources[item.source_id].full_text)
-            requests += wanted
             items.update(_titles_and_teasers(item.rows, {r.article_id for r in wanted}))
+        if not step.failed:  # a source that failed here leaves the run, as at every stage
+            requests += wanted
+            planned.append(item)
     results = fetch_pages(requests, settings, robots=RobotsCache(settings)) if requests else []
     fetched = [r for r in results if r.status == "ok" and r.body is not None]
     jobs = [_extraction_job(r, items[(r.request.source_id, r.request.article_id)]) for r in fetched]
@@ -50,7 +53,7 @@ def add_full_text(
         outcome = PageOutcome(result, extracted.get(id(result)))
         outcomes[result.request.source_id][result.request.article_id] = outcome
     done = []
-    for item in normalized:
+    for item in planned:
         report = reports[item.source_id]
         with SourceBoundary(report, "full_text") as step:
             rows = with_pages(item.rows, outcomes[item.source_id])
