@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC
 
 import pyarrow as pa
 
@@ -40,56 +40,78 @@ class PageOutcome:
     article: PageArticle | None  # None when the page was not fetched with a body
 
 
-def page_requests(rows: pa.RecordBatch | pa.Table, mode: str) -> list[PageRequest]:
+@dataclass(frozen=True)
+class PagePlan:
+    """A page to fetch, and what its item says of the article (to guide the extraction)."""
+
+    request: PageRequest
+    title: str | None
+    teaser: str | None
+
+
+def page_plans(rows: pa.RecordBatch | pa.Table, mode: str) -> list[PagePlan]:
     """The pages to fetch for a source's new rows under ``full_text: mode`` (in row order)."""
     if mode == "never" or rows.num_rows == 0:
         return []
     columns = rows.select(["source_id", "article_id", "url", "title", "summary_text", "content_text"])
-    requests = []
+    plans = []
     for row in columns.to_pylist():
-        text = row["content_text"] or row["summary_text"]
-        if row["url"] and wants_page(mode, row["title"], text):
-            requests.append(PageRequest(row["source_id"], row["article_id"], row["url"]))
-    return requests
+        teaser = feed_text(row)
+        if row["url"] and wants_page(mode, row["title"], teaser):
+            request = PageRequest(row["source_id"], row["article_id"], row["url"])
+            plans.append(PagePlan(request, row["title"], teaser))
+    return plans
+
+
+def feed_text(row: Mapping[str, object]) -> str | None:
+    """An item's own text as its feed gave it: the content, else the summary; the summary (where it
+    was kept) once a page's body took the content's place."""
+    if row.get("content_source") == "page":
+        value = row["summary_text"]
+    else:
+        value = row["content_text"] or row["summary_text"]
+    return None if value is None else str(value)
+
+
+def use_page_body(row: dict[str, object], article: PageArticle) -> bool:
+    """Put the extracted body in ``row`` when it beats the feed's own text; whether it did.
+
+    Only a real body longer than the feed's text wins: a page that yields less than the teaser is
+    not trusted. The feed's text stays in ``summary_text``.
+    """
+    feed = feed_text(row)
+    if article.status != "ok" or not article.text or len(article.text) <= len(feed or ""):
+        return False
+    if row["summary_text"] is None:
+        row["summary_text"] = feed
+    row.update(content_text=article.text, content_html=article.html, content_source="page")
+    return True
 
 
 def with_pages(rows: pa.RecordBatch, outcomes: Mapping[str, PageOutcome]) -> pa.RecordBatch:
     """``rows`` with each row's page outcome applied (rows without one are marked ``skipped``)."""
-    data = rows.to_pydict()
-    for position, article_id in enumerate(data["article_id"]):
-        outcome = outcomes.get(article_id)
+    updated = rows.to_pylist()
+    for row in updated:
+        outcome = outcomes.get(str(row["article_id"]))
         if outcome is None:
-            data["content_source"][position] = "feed"
-            data["page_status"][position] = SKIPPED
-            continue
-        _apply(data, position, outcome)
-    return pa.RecordBatch.from_pydict(data, schema=rows.schema)
+            row.update(content_source="feed", page_status=SKIPPED)
+        else:
+            _apply(row, outcome)
+    return pa.RecordBatch.from_pylist(updated, schema=rows.schema)
 
 
-def _apply(data: dict[str, list[object]], position: int, outcome: PageOutcome) -> None:
+def _apply(row: dict[str, object], outcome: PageOutcome) -> None:
     result, article = outcome.result, outcome.article
-    data["page_url"][position] = result.final_url or result.request.url
-    data["page_fetched_at"][position] = result.fetched_at
-    feed_text = data["content_text"][position] or data["summary_text"][position]
+    row.update(page_url=result.final_url or result.request.url, page_fetched_at=result.fetched_at)
+    row["content_source"] = "feed"
     if article is None:
-        data["content_source"][position] = "feed"
-        data["page_status"][position] = result.status
+        row["page_status"] = result.status
         return
     if article.status != "ok" or not article.text:
-        data["content_source"][position] = "feed"
-        data["page_status"][position] = article.status
+        row["page_status"] = article.status
         return
-    data["page_status"][position] = result.status
-    if len(article.text) > len(str(feed_text or "")):
-        if data["summary_text"][position] is None:
-            data["summary_text"][position] = feed_text
-        data["content_text"][position] = article.text
-        data["content_html"][position] = article.html
-        data["content_source"][position] = "page"
-    else:
-        data["content_source"][position] = "feed"
-    if data["published_at"][position] is None and article.published_at is not None:
+    row["page_status"] = result.status
+    use_page_body(row, article)
+    if row["published_at"] is None and article.published_at is not None:
         published = article.published_at.astimezone(UTC)
-        data["published_at"][position] = published
-        data["date_source"][position] = PAGE_DATE_SOURCE
-        data["published_date"][position] = date(published.year, published.month, published.day)
+        row.update(published_at=published, date_source=PAGE_DATE_SOURCE, published_date=published.date())

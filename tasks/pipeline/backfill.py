@@ -200,16 +200,17 @@ def commit_backfill_batch(
         pa.array([run_id] * rows.num_rows, pa.string()),
     )
     raw: list[tuple[str, bytes]] = []
+    seen_before = 0  # duplicates dropped before the pages were fetched
     if pages is not None:
         fresh = unseen_versions(store, rows)
-        duplicates = rows.num_rows - fresh.num_rows
+        seen_before = rows.num_rows - fresh.num_rows
         if fresh.num_rows == 0:
-            return BatchCommit(run_id, 0, 0, duplicates)
+            return BatchCommit(run_id, 0, 0, seen_before)
         rows, exchanges = pages(fresh)
         raw = [(raw_capture_key(run_id), warc_bytes(exchanges, run_id))] if exchanges else []
     with lake_transaction(store, run_id, lease_seconds, lease_wait_seconds):
         new = unseen_versions(store, rows)
-        duplicates = rows.num_rows - new.num_rows + (duplicates if pages is not None else 0)
+        duplicates = seen_before + rows.num_rows - new.num_rows
         if new.num_rows == 0:
             return BatchCommit(run_id, 0, 0, duplicates)
         outcome = validator.validate(new)

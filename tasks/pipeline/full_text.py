@@ -7,13 +7,12 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from feedlake.tasks.fetch.pages import PageRequest, PageResult, fetch_pages
+from feedlake.tasks.fetch.pages import PageResult, fetch_pages
 from feedlake.tasks.fetch.robots import RobotsCache
 from feedlake.tasks.full_text.extract import ExtractionJob, extract_articles
-from feedlake.tasks.full_text.stage import PageOutcome, page_requests, with_pages
+from feedlake.tasks.full_text.stage import PageOutcome, PagePlan, page_plans, with_pages
 from feedlake.tasks.lake.raw_capture import RawExchange
 from feedlake.tasks.pipeline.stages import NormalizedSource, SourceBoundary
 from feedlake.tasks.settings import FeedlakeSettings
@@ -33,19 +32,18 @@ def add_full_text(
     extracted in worker processes. A page that fails costs its row nothing: the row keeps the
     feed's text and says why in ``page_status``. Returns the rows and the raw page exchanges.
     """
-    requests: list[PageRequest] = []
-    items: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+    plans: dict[tuple[str, str], PagePlan] = {}
     planned = []
     for item in normalized:
         with SourceBoundary(reports[item.source_id], "full_text") as step:
-            wanted = page_requests(item.rows, sources[item.source_id].full_text)
-            items.update(_titles_and_teasers(item.rows, {r.article_id for r in wanted}))
+            wanted = page_plans(item.rows, sources[item.source_id].full_text)
         if not step.failed:  # a source that failed here leaves the run, as at every stage
-            requests += wanted
+            plans.update(((p.request.source_id, p.request.article_id), p) for p in wanted)
             planned.append(item)
+    requests = [plan.request for plan in plans.values()]
     results = fetch_pages(requests, settings, robots=RobotsCache(settings)) if requests else []
     fetched = [r for r in results if r.status == "ok" and r.body is not None]
-    jobs = [_extraction_job(r, items[(r.request.source_id, r.request.article_id)]) for r in fetched]
+    jobs = [_extraction_job(r, plans[(r.request.source_id, r.request.article_id)]) for r in fetched]
     processes = settings.extract_processes or os.cpu_count() or 1
     extracted = dict(zip((id(r) for r in fetched), extract_articles(jobs, processes), strict=True))
     outcomes: dict[str, dict[str, PageOutcome]] = defaultdict(dict)
@@ -76,28 +74,13 @@ def add_full_text(
     return done, [page_exchange(r) for r in results if r.http_status is not None]
 
 
-def _titles_and_teasers(
-    rows: pa.RecordBatch, article_ids: set[str]
-) -> dict[tuple[str, str], tuple[str | None, str | None]]:
-    """(source_id, article_id) -> the item's title and its own text, for the rows whose page is fetched."""
-    found = {}
-    for row in rows.select(["source_id", "article_id", "title", "summary_text", "content_text"]).to_pylist():
-        if row["article_id"] in article_ids:
-            found[(row["source_id"], row["article_id"])] = (
-                row["title"],
-                row["content_text"] or row["summary_text"],
-            )
-    return found
-
-
-def _extraction_job(result: PageResult, item: tuple[str | None, str | None]) -> ExtractionJob:
-    title, teaser = item
+def _extraction_job(result: PageResult, plan: PagePlan) -> ExtractionJob:
     return ExtractionJob(
         page=result.body or b"",
         url=result.final_url or result.request.url,
         content_type=result.headers.get("content-type"),
-        title=title,
-        teaser=teaser,
+        title=plan.title,
+        teaser=plan.teaser,
     )
 
 

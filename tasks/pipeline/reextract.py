@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from feedlake.schemas.article import ARTICLE_SCHEMA, PARTITION_COLUMNS
 from feedlake.tasks.errors import StoreError
 from feedlake.tasks.full_text.extract import ExtractionJob, PageArticle, extract_articles
+from feedlake.tasks.full_text.stage import feed_text, use_page_body
 from feedlake.tasks.lake.commit import commit_run, live_files
 from feedlake.tasks.lake.layout import new_run_id
 from feedlake.tasks.lake.raw_capture import RawExchange, iter_raw_captures
@@ -136,32 +137,23 @@ def current_rows(
 
 def rewritten(row: dict[str, object], article: PageArticle, run_id: str) -> dict[str, object] | None:
     """A new version of ``row`` with the re-extracted body, or None when the body is the same."""
-    if article.status != "ok" or not article.text or article.text == row["content_text"]:
-        return None
-    feed_text = (
-        str(row["summary_text"] or "") if row["content_source"] == "page" else str(row["content_text"] or "")
-    )
-    if len(article.text) <= len(feed_text):
+    if article.text == row["content_text"]:
         return None
     new = dict(row)
-    if new["summary_text"] is None:
-        new["summary_text"] = feed_text or None
-    new.update(content_text=article.text, content_html=article.html, content_source="page", run_id=run_id)
-    new["page_status"] = "ok"
+    if not use_page_body(new, article):
+        return None
+    new.update(run_id=run_id, page_status="ok")
     return new
 
 
 def _job(exchange: RawExchange, row: dict[str, object]) -> ExtractionJob:
-    feed_text = (
-        row["summary_text"] if row["content_source"] == "page" else row["content_text"] or row["summary_text"]
-    )
+    headers = {name.lower(): value for name, value in exchange.response_headers.items()}
     return ExtractionJob(
         page=exchange.body,
         url=exchange.url,
-        content_type=exchange.response_headers.get("content-type")
-        or exchange.response_headers.get("Content-Type"),
+        content_type=headers.get("content-type"),
         title=str(row["title"]) if row["title"] is not None else None,
-        teaser=str(feed_text) if feed_text is not None else None,
+        teaser=feed_text(row),
     )
 
 
