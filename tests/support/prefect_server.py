@@ -60,8 +60,15 @@ def prefect_server(home: Path, port: int) -> Iterator[str]:
 
 def api_post(api: str, path: str, body: dict[str, Any]) -> Any:
     """POST to the Prefect REST API (plain HTTP: prefect 3.8's client sends nulls this server refuses)."""
-    for _ in range(10):
-        response = httpx.post(f"{api}{path}", json=body, timeout=30)
+    for attempt in range(10):
+        try:
+            response = httpx.post(f"{api}{path}", json=body, timeout=30)
+        except httpx.ReadTimeout:
+            # A busy SQLite server can also stall a read past the timeout: a query (/filter) is safe to
+            # ask again; anything that creates something is not, so it fails as before.
+            if not path.endswith("/filter") or attempt == 9:
+                raise
+            continue
         # SQLite under load answers 503 (database locked) now and then: ask again.
         if response.status_code != 503:
             break
