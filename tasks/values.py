@@ -81,6 +81,16 @@ class FeedEntry:
     published_parsed: datetime | None = None
     updated_parsed: datetime | None = None
     language: str | None = None
+    # The guid as article ids were made from it before guids were kept as written (up to commit
+    # 2ece2fe): a permalink guid resolved like a relative URI against the base those releases used
+    # (their XML readers did; their JSON Feed reader never did). None when that is ``guid`` itself, ""
+    # when they read no guid (the join failed). The id's input only, never stored: ids of lakes stay.
+    guid_key: str | None = None
+
+    @property
+    def guid_for_id(self) -> str | None:
+        """The guid article ids are made from: ``guid_key`` when a reader set one, else ``guid``."""
+        return self.guid if self.guid_key is None else self.guid_key or None
 
     def __post_init__(self) -> None:
         # Every reader (lxml, feedparser, JSON Feed) builds entries here, so this is the one place
@@ -93,7 +103,17 @@ class FeedEntry:
             object.__setattr__(self, name, tuple(storable_text(v) for v in getattr(self, name)))
 
 
-_TEXT_FIELDS = ("guid", "link", "title", "summary", "content", "published_raw", "updated_raw", "language")
+_TEXT_FIELDS = (
+    "guid",
+    "link",
+    "title",
+    "summary",
+    "content",
+    "published_raw",
+    "updated_raw",
+    "language",
+    "guid_key",
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +143,11 @@ class FetchResult:
     elapsed_seconds: float = 0.0
     capture_source: str = "live"
     captured_at: datetime | None = None
+    # The exchange as it happened, for the run's raw capture: what the last request sent (no
+    # credentials) and every response header kept with the decoded body (``headers`` is the subset
+    # the parser reads, with ``content-location`` its base URL).
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """Dedup stage: drop rows the lake already holds and repeats within the batch.
 
-A row is new when its (article_id, content_hash) pair is not in the source's seen index: an edited
-article (same id, new hash) is new, a re-fetched unchanged one is a duplicate. Within one batch an
-article_id counts once (the first entry wins: feeds list newest first). The index is per source and
+A row is new when its row key, the (article_id, content_hash) pair, is not in the source's seen
+index: an edited article (same id, new hash) is new, a re-fetched unchanged one is a duplicate. The
+same holds within one batch: an identical repeat (same id and hash) counts once, but two entries of
+one document with one id and different content are both kept, as two versions of that article (a
+feed that lists an item and its edit under one guid). Entries that share only a link are told apart
+before this stage, by their article ids (``normalize/articles.py``). The index is per source and
 bucketed by article id (``state.read_seen``): a poll reads at most an unsplit root (16,384 keys), a
 delta (4,096) and one bucket (up to 4,096) per article it holds, so its cost is bounded by the feed,
 never by the source's history or the whole lake.
@@ -27,12 +30,12 @@ class DedupResult:
 
 
 def drop_seen(batch: pa.RecordBatch, seen: pa.Array) -> DedupResult:
-    """Keep the first row of each article_id, unless its row key is in ``seen``."""
+    """Keep the first row of each row key (each version of an article once), unless ``seen`` holds it."""
     if batch.num_rows == 0:
         return DedupResult(batch, 0)
     keys = row_keys(batch)
     unseen = pc.invert(pc.is_in(keys, value_set=seen)) if len(seen) else pa.array([True] * len(keys))
-    keep = pc.and_(unseen, first_of_each(batch.column("article_id")))
+    keep = pc.and_(unseen, first_of_each(keys))
     new = batch.filter(keep)
     return DedupResult(new, batch.num_rows - new.num_rows)
 

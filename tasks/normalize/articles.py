@@ -64,6 +64,40 @@ def make_content_hash(*parts: str | None) -> str:
     return _digest(*(p or "" for p in parts))
 
 
+def _document_article_id(
+    columns: dict[str, list[object]],
+    source_id: str,
+    guid: str | None,
+    url: str | None,
+    title: str | None,
+    content_hash: str,
+    fallback: str,
+) -> str:
+    """``make_article_id``, told apart from earlier entries of the document that share its link only.
+
+    One guid is one article: the same guid with other content is an edit, kept as a version (same id,
+    another content hash). Without a guid the link is the id, but a document may list different
+    articles under one link (a section page, a feed's home page): the first entry with the link keeps
+    the link's id (so ids of existing lakes stay), and a later one whose title differs from the
+    first's (its text, when untitled) gets the link plus that title (or text) as its id: stable
+    across polls of one document, and an edit of its body stays a version of it.
+    """
+    article_id = make_article_id(source_id, guid, url, fallback)
+    if guid or not url:
+        return article_id
+    # A linear scan, and only for guid-less entries: feeds list tens of items, rarely thousands.
+    try:
+        first = columns["article_id"].index(article_id)
+    except ValueError:
+        return article_id
+    first_title = columns["title"][first]
+    if title:
+        return article_id if title == first_title else _digest(source_id, "url:" + url, "title:" + title)
+    if first_title is None and content_hash == columns["content_hash"][first]:
+        return article_id  # an identical repeat: the dedup stage counts it once
+    return _digest(source_id, "url:" + url, "text:" + content_hash)
+
+
 def normalize_feed(parsed: ParsedFeed, source: Source, run_id: str) -> pa.RecordBatch:
     """Build the article RecordBatch for one parsed feed; ParseError if any item cannot be."""
     feed = normalize_entries(parsed, source, run_id)
@@ -178,7 +212,8 @@ def _append_entry(
     feed_language: str | None,
 ) -> None:
     url = canonical_url(entry.link, base)
-    guid = clean_text(entry.guid) if entry.guid else None
+    # The guid as the feed gave it, only trimmed: not resolved, not case-folded, inner spaces kept.
+    guid = entry.guid.strip() or None if entry.guid else None
     title = _text(entry.title, entry.title_is_html)
     summary_text = _text(entry.summary, entry.summary_is_html)
     body = entry.content if entry.content is not None else entry.summary
@@ -192,11 +227,15 @@ def _append_entry(
     updated = parse_feed_date(entry.updated_raw, entry.updated_parsed)
     published_at = published.value
     fetched_at = parsed.fetched_at
+    # The id keeps the guid's cleaned form (as ids were always made), whatever the guid column holds.
     columns["article_id"].append(
-        make_article_id(
+        _document_article_id(
+            columns,
             source.id,
-            guid,
+            clean_text(entry.guid_for_id) if entry.guid_for_id else None,
             url,
+            title,
+            make_content_hash(title, url, summary_text, content_text),
             _SEPARATOR.join((title or "", published_raw or "", content_text or "")),
         )
     )

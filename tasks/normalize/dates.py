@@ -1,4 +1,10 @@
-"""Feed date strings to UTC datetimes, recording how trustworthy the time zone was."""
+"""Feed date strings to UTC datetimes, recording how trustworthy the time zone was.
+
+A date is kept as the publisher wrote it, however implausible (year 2090, 1900, the epoch): judging
+it is the data-quality suite's job (``schemas/expectations``), which holds such a row in the
+quarantine with the reason, where a reader can see it. Only a string that names no instant Python can
+hold as UTC (years 1 to 9999) is ``missing``.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +48,6 @@ _MONTH_OR_DAY = {
 _KNOWN_ZONES = frozenset(
     {"UT", "UTC", "GMT", "Z", "AST", "ADT", "EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT"}
 )
-_EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
-_LATEST_SKEW = timedelta(days=366 * 50)
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,17 @@ def parse_feed_date(raw: str | None, fallback: datetime | None = None) -> FeedDa
     parsed = own
     if parsed is None and fallback is not None:
         parsed = fallback if fallback.tzinfo else fallback.replace(tzinfo=UTC)
-    if parsed is None or not _plausible(parsed):
+    if parsed is None:
+        return FeedDate(None, MISSING)
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last instant a datetime holds
         return FeedDate(None, MISSING)
     source = classify_zone(text)
     zone = _NAMED_ZONE.search(text)
     if source == NAMED_ZONE and own is not None and zone and zone.group(1).upper() not in _KNOWN_ZONES:
         source = ASSUMED_UTC
-    return FeedDate(parsed.astimezone(UTC), source)
+    return FeedDate(instant, source)
 
 
 _SLASHED = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
@@ -132,8 +140,3 @@ def _parse_rfc822(text: str) -> datetime | None:
         return naive.replace(tzinfo=UTC) - timedelta(seconds=offset)
     except OverflowError:  # year 9999 with a negative offset, say
         return None
-
-
-def _plausible(value: datetime) -> bool:
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return _EARLIEST <= aware <= datetime.now(UTC) + _LATEST_SKEW

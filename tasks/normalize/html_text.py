@@ -1,5 +1,17 @@
 """HTML for the lake: sanitize markup once with nh3, and turn it into plain text with paragraphs.
 
+Both go through one HTML parser, html5ever (inside nh3), with the HTML standard's tokenizer rules: a
+comment ends where the standard ends it (so a ``<script>`` inside a comment hides nothing after
+it), ``<!DOCTYPE>``, ``<?...>`` and other bogus comments drop and the text after them stays, and a
+``<script>`` or ``<style>`` ends where a browser ends it. No pattern decides what is text: the
+paragraph breaks are read off nh3's own serialization, where every ``<`` opens a tag (text and
+attribute values come back escaped). The text keeps what a browser shows: no scripts,
+styles, templates, ``<noscript>`` (browsers run scripts), fallback content of ``<iframe>``,
+``<video>``, ``<audio>``, ``<canvas>`` and the like (browsers support them), nor the ``<title>`` of
+a whole document; inline MathML keeps its formula text and inline SVG its ``<text>`` and
+``<title>``. The sanitized HTML drops the same elements whole (never as escaped tags), keeps MathML
+presentation markup without attributes, and turns SVG into its text, since SVG can run script.
+
 nh3 (html5ever) builds the whole HTML tree, and some of its steps walk the stack of open elements,
 so its time grows with the square of the nesting depth: 100,000 nested ``<div>`` take about a
 minute. ``flatten_deep_markup`` bounds that before nh3 sees the markup. No maintained library caps
@@ -24,7 +36,38 @@ _BLOCK_END = re.compile(
     re.IGNORECASE,
 )
 _LINE_BREAK = re.compile(r"<br\s*/?>|<li(?:\s[^>]*)?>|<hr\s*/?>", re.IGNORECASE)
-_INVISIBLE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+# Elements whose content a browser does not show: dropped whole, from the text and the sanitized
+# HTML alike. Raw-text ones (iframe, noscript, noembed, noframes) would otherwise come back as
+# escaped tags. The last ones are MathML and SVG parts that are never drawn (annotations hold the
+# formula's TeX source; desc, metadata and definitions are not painted where they stand).
+_HIDDEN = frozenset(
+    ["script", "style", "template", "noscript", "iframe", "noembed", "noframes", "video", "audio"]
+    + ["canvas", "annotation", "annotation-xml", "mphantom", "desc", "metadata", "defs", "symbol"]
+    + ["clipPath", "mask", "pattern", "marker"]
+)
+# MathML presentation elements: no script can run in them, and nh3 allows them no attribute but
+# lang and title, so no link or handler either. A foreign element it does not allow, nh3 drops
+# whole, formula text included.
+_MATHML = frozenset(
+    ["math", "mi", "mo", "mn", "ms", "mtext", "mspace", "mrow", "msup", "msub", "msubsup", "mfrac"]
+    + ["msqrt", "mroot", "mover", "munder", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded"]
+    + ["menclose", "merror", "mfenced", "mmultiscripts", "mprescripts", "none", "semantics", "maction"]
+)
+# SVG may only come in to be read: allowing its root keeps its content from being dropped whole (nh3
+# unwraps the other SVG elements inside it), <text> and <title> mark where one label ends, and the
+# HTML inside a <foreignObject> would be dropped with it if that element were not allowed.
+_SVG_TEXT = frozenset(["svg", "text", "title", "foreignObject"])
+_TEXT_TAGS = frozenset(
+    ["p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "tr", "table"]
+    + ["section", "article", "header", "footer", "figure", "ul", "ol", "dl", "dd", "dt", "br", "hr"]
+)
+# No attributes at all (not even nh3's default lang and title): every "<" of its output opens a tag.
+_TEXT_CLEANER = nh3.Cleaner(
+    tags=_TEXT_TAGS | _MATHML | _SVG_TEXT,
+    clean_content_tags=_HIDDEN,
+    attributes={"*": set()},
+    link_rel=None,
+)
 # C0/C1 control characters other than tab and newline never belong in text fields.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
@@ -34,6 +77,24 @@ _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 # Links may only point at the web or mail; javascript:, data:, vbscript: and the like are dropped.
 _URL_SCHEMES = {"http", "https", "mailto"}
+_SANITIZER = nh3.Cleaner(
+    tags=nh3.ALLOWED_TAGS | _MATHML | _SVG_TEXT,
+    clean_content_tags=_HIDDEN,
+    url_schemes=_URL_SCHEMES,
+    link_rel=None,
+)
+# For nh3's output only, where text and attribute values hold no "<" or ">": a match is a whole tag.
+_SVG_PART = re.compile(r"<(/?)(svg|text|title|foreignObject)(?:\s[^>]*)?>")
+_FOREIGN_PART = re.compile(r"<(/?)(svg|text|title|foreignObject|math|mi|mo|mn|ms|mtext)(?:\s[^>]*)?>")
+_ANY_TAG = re.compile(r"<[^>]*>")
+# Where the text between two tags is shown: SVG draws only the characters inside its <text> (and
+# the HTML of a <foreignObject>), MathML only those of its token elements (<mi>, <mo>, ...); SVG's
+# <title> names the drawing; a page's <title> is not shown.
+_SHOWN = dict.fromkeys(["svg", "math", "page-title"], False) | dict.fromkeys(
+    ["text", "svg-title", "foreignObject", "mi", "mo", "mn", "ms", "mtext"], True
+)
+# Labels of a drawing stand apart; the tokens of a formula are read together ("E=mc2").
+_LABELS = frozenset(["text", "svg-title", "foreignObject"])
 
 # Real articles nest a few dozen elements deep; at this depth nh3 costs about a microsecond a tag.
 MAX_NESTING = 256
@@ -204,6 +265,12 @@ class _OpenElements:
         closes = _CLOSES_CURRENT.get(name, ())
         while stack and stack[-1] in closes:
             stack.pop()
+        if name in _RAW_TEXT and self.raw_text is None:
+            # Always kept: its content is text, so it nests one level at most, and without its tag
+            # a script's code, a style sheet or an iframe's fallback markup would become text.
+            stack.append(name)
+            self.raw_text = name
+            return True
         if name in _FORMATTING:
             if self.formatting >= MAX_FORMATTING or len(stack) + self.formatting >= max_nesting:
                 return False
@@ -247,19 +314,51 @@ class _OpenElements:
 def sanitize_html(markup: str) -> str:
     """Return markup with scripts, styles, event handlers and non-web URLs removed."""
     bounded = flatten_deep_markup(markup).markup
-    return nh3.clean(_CONTROL.sub("", bounded), url_schemes=_URL_SCHEMES, link_rel=None)
+    cleaned = _SANITIZER.clean(_CONTROL.sub("", bounded))
+    if not _SVG_PART.search(cleaned):
+        return cleaned
+    # SVG can run script and draws nothing useful without its attributes: keep its text as text,
+    # then parse once more so the result is what a browser would build from it.
+    return _SANITIZER.clean(_foreign_as_text(cleaned, _SVG_PART))
+
+
+def _foreign_as_text(serialized: str, parts: re.Pattern[str]) -> str:
+    """Keep of each SVG (or formula) in nh3's output the text it shows; drop each page ``<title>``."""
+    pieces: list[str] = []
+    open_parts: list[str] = []
+    shown_until = 0
+    for tag in parts.finditer(serialized):
+        if not open_parts or _SHOWN[open_parts[-1]]:
+            pieces.append(serialized[shown_until : tag.start()])
+        shown_until = tag.end()
+        closing, name = tag.groups()
+        if closing:
+            # nh3's output is well formed: an end tag closes the innermost of these elements.
+            if open_parts and open_parts.pop() in _LABELS:
+                pieces.append(" ")  # one label ends: the next one is drawn elsewhere
+        elif name != "title":
+            open_parts.append(name)
+        elif open_parts and open_parts[-1] in ("svg", "text"):
+            open_parts.append("svg-title")
+        else:
+            open_parts.append("page-title")  # HTML's, also inside a <foreignObject>
+    pieces.append(serialized[shown_until:])
+    return "".join(pieces)
 
 
 def html_to_text(markup: str) -> str:
     """Return the visible text of markup: entities decoded, tags gone, paragraphs on blank lines."""
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
-    marked = _INVISIBLE.sub(" ", flatten_deep_markup(markup).markup)
-    marked = _BLOCK_END.sub("\n\n", marked)
+    # html5ever parses the markup as a browser would; its output keeps only the tags that mark
+    # paragraphs and lines and those of SVG and MathML, has no comments or attributes, and
+    # escapes all text.
+    serialized = _TEXT_CLEANER.clean(flatten_deep_markup(markup).markup)
+    if _FOREIGN_PART.search(serialized):
+        serialized = _foreign_as_text(serialized, _FOREIGN_PART)
+    marked = _BLOCK_END.sub("\n\n", serialized)
     marked = _LINE_BREAK.sub("\n", marked)
-    # nh3 with no allowed tags strips every tag and escapes text; unescape gives plain text back.
-    stripped = nh3.clean(marked, tags=set(), clean_content_tags={"script", "style"})
-    return clean_text(html.unescape(stripped))
+    return clean_text(html.unescape(_ANY_TAG.sub("", marked)))
 
 
 def clean_text(text: str) -> str:

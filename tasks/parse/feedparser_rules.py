@@ -12,6 +12,7 @@ import contextlib
 import html
 import html.entities
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from feedparser.api import StrictFeedParser
@@ -31,6 +32,8 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+IANA_RELATIONS = "http://www.iana.org/assignments/relation/"
+URL_ATTRIBUTES = ("url", "uri", "href")
 PLAIN_OR_HTML = frozenset({"text/plain", "text/html"})
 # feedparser's repair of C1 control characters: windows-1252 meant, Latin-1 declared.
 _CP1252 = {c: bytes([c]).decode("cp1252", errors="ignore") or chr(c) for c in range(128, 160)}
@@ -82,6 +85,7 @@ HANDLERS = {
     "media_description": "description",
     "enclosure": "enclosure",
     "source": "source",
+    **dict.fromkeys(("language", "dc_language"), "language"),
 }
 # feedparser handlers checked to touch none of those fields (they fill keys feedlake never reads).
 INERT_HANDLERS = frozenset(
@@ -97,8 +101,6 @@ INERT_HANDLERS = frozenset(
         "generator",
         "contributor",
         "dc_contributor",
-        "language",
-        "dc_language",
         "dc_publisher",
         "webmaster",
         "itunes_image",
@@ -209,9 +211,56 @@ def attribute(element: Any, name: str) -> str | None:
 
 
 def href_of(element: Any) -> str | None:
-    """An element's URL attribute as feedparser finds it: url, else uri, else href."""
-    value = next((v for v in (attribute(element, n) for n in ("url", "uri", "href")) if v is not None), None)
-    return value or None
+    """An element's URL attribute as feedparser finds it: url, else uri, else href (blank ones skipped)."""
+    # A blank href is no URL: resolved, it would name the feed document itself (RFC 3986 5.2).
+    return next((v for v in (attribute(element, n) for n in URL_ATTRIBUTES) if v and v.strip()), None)
+
+
+def is_alternate(rel: str) -> bool:
+    """Whether a link relation (as lowercased by feedparser) says the link is the entry's own page."""
+    # RFC 4287 4.2.7.2: no rel means "alternate"; an empty one names no relation either, and the
+    # IANA IRI form is the same relation.
+    return rel in ("alternate", "", IANA_RELATIONS + "alternate")
+
+
+def is_html_type(kind: str | None) -> bool:
+    """Whether a link's type names an HTML page (no type: it does, as feedparser assumes)."""
+    if kind is None:
+        return True
+    return map_content_type(kind.split(";", 1)[0].strip()) in HTML_TYPES
+
+
+def article_link(links: Sequence[tuple[str, str | None, str]], permalink: str | None) -> str | None:
+    """The entry's article link from its links (rel, type, absolute href) in document order.
+
+    The first alternate HTML link, else the first alternate of another type (a PDF press release:
+    feedparser drops it, and nothing else keeps it), else the guid when it is a permalink. An
+    enclosure or any other relation never is the article. feedparser keeps the last alternate
+    instead, and lets a later link with no href (or a blank one, which it resolves to the feed's
+    own URL) or a rel="enclosure" link written as text replace it.
+    """
+    alternates = [(kind, href) for rel, kind, href in links if href and is_alternate(rel)]
+    html = next((href for kind, href in alternates if is_html_type(kind)), None)
+    return html or next((href for _, href in alternates), None) or permalink
+
+
+def content_is_text(kind: str) -> bool:
+    """Whether content of this type is text or markup (False: base64 of a binary media type).
+
+    RFC 4287 4.1.3.3: text/* is text, an XML media type is markup, any other media type is
+    base64 of that type. A type that is not a media type at all ("html", "", junk) is read as text.
+    """
+    essence = map_content_type(kind.split(";", 1)[0].strip())
+    return "/" not in essence or essence.startswith("text/") or essence.endswith(("+xml", "/xml"))
+
+
+def is_markup_type(kind: str) -> bool:
+    """Whether a text construct of this type holds markup (HTML, XHTML or another XML type)."""
+    essence = map_content_type(kind.split(";", 1)[0].strip())
+    if essence.startswith("text/"):
+        return essence == "text/html" or essence.endswith(("+xml", "/xml"))
+    # Not text/*: HTML, XML, binary, or no media type at all (read as HTML, as feedparser does).
+    return True
 
 
 def link_text(element: Any, base: str, feed_level: bool = False) -> str:

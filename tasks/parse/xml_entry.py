@@ -17,6 +17,7 @@ from feedlake.tasks.parse.feedparser_rules import (
     PLAIN_OR_HTML,
     RDF,
     Unsupported,
+    article_link,
     attribute,
     base_of,
     check_inert,
@@ -24,6 +25,7 @@ from feedlake.tasks.parse.feedparser_rules import (
     feedparser_name,
     has_handler,
     href_of,
+    is_markup_type,
     join_url,
     lang_of,
     link_text,
@@ -53,8 +55,13 @@ class EntryReader:
     ones at its depth or deeper, and a value's "detail" (type, language) is replaced regardless.
     """
 
-    def __init__(self, item: Any, base: str, lang: str | None, atom: bool, rss1: bool) -> None:
+    def __init__(
+        self, item: Any, base: str, lang: str | None, atom: bool, rss1: bool, guid_base: str | None = None
+    ) -> None:
         self.item, self.base, self.lang, self.atom, self.rss1 = item, base, lang, atom, rss1
+        # The document base earlier releases resolved guids against, when it is not the root of
+        # ``base`` (a Content-Location they did not read): guid keys then resolve from it.
+        self.guid_base = guid_base
         self.values: dict[str, Any] = {}
         self.depths: dict[str, int | None] = {}
         self.title_lock: int | None = None
@@ -67,13 +74,16 @@ class EntryReader:
         self.author_text: str | None = None
         self.tags: list[tuple[str | None, str | None, str | None]] = []
         self.enclosures: list[Enclosure] = []
+        # Every link (rel, type, absolute href) in document order, and the first permalink guid.
+        self.links: list[tuple[str, str | None, str]] = []
+        self.permalink: str | None = None
 
     def read(self) -> FeedEntry:
         """Walk the entry and build its FeedEntry."""
         if self.rss1:
             about = self.item.get(f"{{{RDF}}}about")
             if about:
-                self.values["id"] = about
+                self.values["id"] = self.values["guid_key"] = about  # never resolved, then as now
         self._walk(self.item, 1, self.lang, self.base)
         return self._entry()
 
@@ -127,7 +137,10 @@ class EntryReader:
                 if term.strip():
                     self._add_tag(term.strip(), scheme, None)
         elif handler == "enclosure":
-            self._enclosure(child, href_of(child))
+            href = href_of(child)
+            self._enclosure(child, join_url(base, href) if href else None)
+        elif handler == "language":
+            self._store("language", element_text(child), depth)
         elif handler == "source":
             self.title_lock = None  # feedparser forgets the first title at a <source>
             check_inert(child, name, within_source=True)
@@ -155,28 +168,36 @@ class EntryReader:
             self.title_lock = depth
 
     def _link(self, child: Any, base: str) -> None:
+        rel = attribute(child, "rel")
+        rel = "alternate" if rel is None else rel.strip().lower()
+        kind = attribute(child, "type")
         href = href_of(child)
-        if href is None:
-            self.values["link"] = link_text(child, base)
-            return
-        rel = (attribute(child, "rel") or "alternate").lower()
-        kind = (
-            attribute(child, "type") or ("application/atom+xml" if rel == "self" else "text/html")
-        ).lower()
-        href = join_url(base, href)
+        # A link written as text (RSS, or an Atom link with no href) is read as its href.
+        href = link_text(child, base) if href is None else join_url(base, href)
         if rel == "enclosure":
             self._enclosure(child, href)
-        if rel == "alternate" and map_content_type(kind) in HTML_TYPES:
-            self.values["link"] = href
+        self.links.append((rel, kind.lower() if kind else None, href))
 
     def _guid(self, child: Any, depth: int, base: str) -> None:
-        is_link = (attribute(child, "ispermalink") or "true") == "true"
+        # The guid as written; a permalink guid, resolved, is the link when the entry has none.
         value = element_text(child)
-        if is_link and value:
-            value = join_url(base, value)
         self._store("id", value, depth)
-        if is_link and "link" not in self.values:
-            self.values["link"] = value
+        is_link = (attribute(child, "ispermalink") or "true") == "true"
+        # The id's key, stored by the same depth rule as the guid: resolved as earlier releases did.
+        self._store(
+            "guid_key", join_url(self._guid_base(child, base), value) if is_link and value else value, depth
+        )
+        if value and self.permalink is None and is_link:
+            self.permalink = join_url(base, value)
+
+    def _guid_base(self, child: Any, base: str) -> str:
+        if self.guid_base is None:
+            return base
+        # The xml:base chain from the root down to the guid, folded onto earlier releases' root.
+        found = self.guid_base
+        for element in (*reversed(tuple(child.iterancestors())), child):
+            found = base_of(element, found)
+        return found
 
     def _summary(self, child: Any, depth: int, default: str, lang: str | None, base: str) -> None:
         if self.summary_present and not self.has_content:
@@ -258,24 +279,28 @@ class EntryReader:
         contents = self.contents
         content = next((c for c in contents if "html" in c.type), contents[0] if contents else None)
         title, summary = self.title_detail, self.summary_detail
-        language = (
-            (content.language if content else None)
-            or (title.language if title else None)
-            or (summary.language if summary else None)
+        language = entry_language(
+            values.get("language"),
+            content.language if content else None,
+            title.language if title else None,
+            summary.language if summary else None,
+            self.lang.replace("_", "-") if self.lang else None,
         )
         names = [n for n in ((a.get("name") or a.get("email") or "").strip() for a in self.authors) if n]
         if not names and self.author_text:
             names = [self.author_text.strip()]
         terms = ((tag[0] or tag[2] or "").strip() for tag in self.tags)
+        guid = text_or_none(values.get("id"))
         return FeedEntry(
-            guid=text_or_none(values.get("id")),
-            link=text_or_none(values.get("link")),
+            guid=guid,
+            guid_key=guid_key(guid, values.get("guid_key")),
+            link=article_link(self.links, self.permalink),
             title=values.get("title"),
             title_is_html="html" in (title.type if title else ""),
             summary=values.get("summary"),
             summary_is_html="plain" not in ((summary.type if summary else "") or "text/html"),
             content=content.value if content else None,
-            content_is_html="plain" not in ((content.type if content else "") or "text/html"),
+            content_is_html=is_markup_type(content.type if content else "text/html"),
             authors=tuple(dict.fromkeys(names)),
             categories=tuple(dict.fromkeys(t for t in terms if t)),
             enclosures=tuple(self.enclosures),
@@ -285,6 +310,21 @@ class EntryReader:
             updated_parsed=from_struct(values.get("updated_parsed")),
             language=language,
         )
+
+
+def entry_language(own: str | None, *in_force: str | None) -> str | None:
+    """An entry's language: its own language element, else the first xml:lang in force given."""
+    # An item's dc:language (or language) is said of the item; an xml:lang may be the feed's,
+    # inherited, so the most specific scope given first (content, title, summary, the entry).
+    return text_or_none(own) or next((lang for lang in in_force if lang), None)
+
+
+def guid_key(guid: str | None, previous: str | None) -> str | None:
+    """``FeedEntry.guid_key``: the guid as earlier releases read it, None when that is ``guid``."""
+    if previous is None:
+        return None  # no guid was read, or the reader did not record one: the guid itself
+    read = text_or_none(previous)
+    return None if read == guid else read or ""
 
 
 def from_struct(value: time.struct_time | None) -> datetime | None:

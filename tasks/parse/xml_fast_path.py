@@ -52,11 +52,15 @@ def read_well_formed_feed(body: bytes, headers: Mapping[str, str]) -> FeedDocume
     return read_feed_fast(body, headers)[0]
 
 
-def read_feed_fast(body: bytes, headers: Mapping[str, str]) -> tuple[FeedDocument | None, bool]:
+def read_feed_fast(
+    body: bytes, headers: Mapping[str, str], guid_base: str | None = None
+) -> tuple[FeedDocument | None, bool]:
     """The fast path's reading (or None), and whether the body is well-formed XML at all.
 
     A well-formed body that the fast path declines still goes through feedparser's strict parser,
     whose values resolve_markup_uris can resolve; an ill-formed one gets feedparser's loose parser.
+    ``guid_base``: the root to resolve guid keys from when it is not the Content-Location header's
+    (``FeedEntry.guid_key``).
     """
     if b"<!DOCTYPE" in body[:4096]:
         return None, False
@@ -68,7 +72,7 @@ def read_feed_fast(body: bytes, headers: Mapping[str, str]) -> tuple[FeedDocumen
         return None, root is not None
     base = headers.get("content-location", "")
     try:
-        return read_root(root, base, headers.get("content-language")), True
+        return read_root(root, base, headers.get("content-language"), guid_base), True
     except Unsupported:
         return None, True
 
@@ -86,7 +90,9 @@ def charset_agrees(root: Any, content_type: str) -> bool:
         return False
 
 
-def read_root(root: Any, base: str, header_language: str | None) -> FeedDocument:
+def read_root(
+    root: Any, base: str, header_language: str | None, guid_base: str | None = None
+) -> FeedDocument:
     """Read the feed under ``root``, or raise Unsupported."""
     tag = root.tag
     root_lang = lang_of(root, header_language)
@@ -122,7 +128,9 @@ def read_root(root: Any, base: str, header_language: str | None) -> FeedDocument
     entries = []
     for child in parent:
         if child.tag == entry_tag:
-            reader = EntryReader(child, base_of(child, feed.base), lang_of(child, lang), atom, rss1)
+            reader = EntryReader(
+                child, base_of(child, feed.base), lang_of(child, lang), atom, rss1, guid_base
+            )
             reader.has_content = feed.has_content
             entries.append(reader.read())
             feed.has_content = False

@@ -74,7 +74,10 @@ def test_lake_reads_back_with_schema_and_utc_microseconds(corpus_run) -> None:
     assert table.schema.field("published_at").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field("fetched_at").type == pa.timestamp("us", tz="UTC")
     assert table.column("article_id").null_count == 0
-    assert len(table.column("article_id").unique()) == table.num_rows
+    # One row per version: (article_id, content_hash) is unique; an edited entry is a second version.
+    ids, hashes = table.column("article_id").to_pylist(), table.column("content_hash").to_pylist()
+    versions = set(zip(ids, hashes, strict=True))
+    assert len(versions) == table.num_rows
     one_file = next((lake / "articles").rglob("*.parquet"))
     metadata = pq.read_schema(one_file).metadata
     assert metadata[SCHEMA_VERSION_KEY] == SCHEMA_VERSION.encode()
@@ -86,7 +89,7 @@ def test_duckdb_reads_the_lake(corpus_run) -> None:
     lake, first, _, _ = corpus_run
     pattern = f"{lake}/articles/**/*.parquet"
     rows, ids, tz_type = duckdb.sql(
-        f"SELECT count(*), count(DISTINCT article_id), any_value(typeof(published_at)) "
+        f"SELECT count(*), count(DISTINCT (article_id, content_hash)), any_value(typeof(published_at)) "
         f"FROM read_parquet('{pattern}', hive_partitioning = true)"
     ).fetchall()[0]
     assert rows == ids == first.rows_committed
@@ -117,7 +120,8 @@ def test_feeds_are_parsed_as_they_arrive_and_kept_in_source_order(tmp_path: Path
     from http.server import ThreadingHTTPServer
     from threading import Thread
 
-    from feedlake.tasks.pipeline.poll import fetch_and_normalize
+    from feedlake.tasks.lake.storage import open_store
+    from feedlake.tasks.pipeline.full_text import fetch_sources
     from feedlake.tasks.pipeline.stages import start_reports
     from feedlake.tasks.settings import FeedlakeSettings
     from feedlake.tasks.sources.catalog import Source
@@ -133,12 +137,14 @@ def test_feeds_are_parsed_as_they_arrive_and_kept_in_source_order(tmp_path: Path
     ]
     reports = start_reports(due)
     try:
-        normalized = fetch_and_normalize(due, {}, FeedlakeSettings(), due, "run", reports)
+        store = open_store(str(tmp_path / "lake"), FeedlakeSettings())
+        fetched = fetch_sources(due, {}, FeedlakeSettings(), due, "run", reports, store)
     finally:
         httpd.shutdown()
         httpd.server_close()
     # "ok" is parsed first (it arrives 0.5 s before "late"), yet the stage hands on in source order.
-    assert [n.source_id for n in normalized] == ["late", "ok"]
+    assert [n.source_id for n in fetched.normalized] == ["late", "ok"]
+    assert [n.source_id for n in fetched.new] == ["late", "ok"]
     assert [reports[s].status for s in ("late", "ok", "gone")] == ["ok", "ok", "error"]
 
 

@@ -71,12 +71,17 @@ def test_everything_seen_leaves_an_empty_batch() -> None:
     assert result.new.schema.equals(rows.schema, check_metadata=True)
 
 
-def test_first_of_a_repeated_article_id_is_kept() -> None:
-    rows = batch(("a", "first A"), ("b", "B"), ("a", "second A"), ("a", "third A"), ("b", "B again"))
+def test_identical_repeats_collapse_and_versions_are_kept() -> None:
+    rows = batch(("a", "first A"), ("b", "B"), ("a", "second A"), ("a", "first A"), ("b", "B"))
     assert len(set(rows.column("article_id").to_pylist())) == 2
     result = drop_seen(rows, NOTHING_SEEN)
-    assert titles(result.new) == ["first A", "B"]
-    assert result.duplicates == 3
+    # Same guid, other content: an edit, kept as a version of the same article.
+    assert titles(result.new) == ["first A", "B", "second A"]
+    assert result.duplicates == 2
+    assert len(set(result.new.column("article_id").to_pylist())) == 2
+    # A later poll of the same document adds nothing.
+    again = drop_seen(rows, row_keys(result.new))
+    assert (again.new.num_rows, again.duplicates) == (0, rows.num_rows)
 
 
 def test_edited_article_is_kept() -> None:
@@ -124,10 +129,8 @@ def test_counts_add_up(current: list[tuple[str, str]], previous: list[tuple[str,
     seen = row_keys(batch(*previous)) if previous else NOTHING_SEEN
     result = drop_seen(rows, seen)
     assert result.new.num_rows + result.duplicates == rows.num_rows
-    # Expected by hand: the first row of each guid, unless that exact (guid, title) was seen before.
-    first: dict[str, str] = {}
-    for guid, title in current:
-        first.setdefault(guid, title)
-    expected = [(g, t) for g, t in first.items() if (g, t) not in set(previous)]
+    # Expected by hand: each distinct (guid, title) once, in feed order, unless it was seen before.
+    expected = [pair for pair in dict.fromkeys(current) if pair not in set(previous)]
     assert titles(result.new) == [t for _, t in expected]
-    assert len(set(result.new.column("article_id").to_pylist())) == result.new.num_rows
+    keys = row_keys(result.new).to_pylist()
+    assert len(set(keys)) == len(keys)

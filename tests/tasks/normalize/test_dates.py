@@ -74,18 +74,34 @@ def test_unreadable_dates_are_missing(raw: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "expected", "source"),
     [
-        "1970-01-01T00:00:00Z",  # the epoch: a zero timestamp, not a date
-        "0001-01-01T00:00:00+01:00",
-        "1900-01-01T00:00:00Z",
-        "2999-01-01T00:00:00Z",
-        "9999-12-31T23:59:59-01:00",
-        "Fri, 31 Dec 9999 23:59:59 -0100",  # would overflow when moved to UTC
-        "Mon, 01 Jan 0100 00:00:00 +0100",
+        # Implausible, but what the publisher wrote: kept, and judged by the data-quality suite.
+        ("1970-01-01T00:00:00Z", utc(1970, 1, 1), EXPLICIT_OFFSET),  # the epoch: a CMS's zero
+        ("1900-01-01T00:00:00Z", utc(1900, 1, 1), EXPLICIT_OFFSET),
+        ("Sat, 01 Jan 2090 08:00:00 GMT", utc(2090, 1, 1, 8), NAMED_ZONE),
+        ("2999-01-01T00:00:00Z", utc(2999, 1, 1), EXPLICIT_OFFSET),
+        ("Mon, 01 Jan 0100 00:00:00 +0100", utc(99, 12, 31, 23), EXPLICIT_OFFSET),
+        ("9999-12-31T23:59:59+01:00", utc(9999, 12, 31, 22, 59, 59), EXPLICIT_OFFSET),
+        ("0001-01-01T01:00:00+01:00", utc(1, 1, 1), EXPLICIT_OFFSET),
     ],
 )
-def test_implausible_dates_are_missing(raw: str) -> None:
+def test_implausible_dates_are_kept_as_written(raw: str, expected: datetime, source: str) -> None:
+    assert parse_feed_date(raw) == FeedDate(expected, source)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # No UTC instant a datetime can hold: before year 1 or after 9999 once moved to UTC.
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "Fri, 31 Dec 9999 23:59:59 -0100",
+        "0000-01-01T00:00:00Z",
+        "Mon, 01 Jan 10000 00:00:00 GMT",
+    ],
+)
+def test_dates_no_instant_can_hold_are_missing(raw: str) -> None:
     assert parse_feed_date(raw) == FeedDate(None, MISSING)
 
 
@@ -114,8 +130,13 @@ def test_no_string_means_missing_even_with_a_fallback() -> None:
     assert parse_feed_date("  ", utc(2020, 1, 1)) == FeedDate(None, MISSING)
 
 
-def test_implausible_fallback_is_missing() -> None:
-    assert parse_feed_date("garbage", utc(1900, 1, 2)) == FeedDate(None, MISSING)
+def test_implausible_fallback_is_kept() -> None:
+    assert parse_feed_date("garbage", utc(1900, 1, 2)) == FeedDate(utc(1900, 1, 2), ASSUMED_UTC)
+
+
+def test_fallback_that_overflows_utc_is_missing() -> None:
+    last = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
+    assert parse_feed_date("garbage", last) == FeedDate(None, MISSING)
 
 
 @pytest.mark.parametrize(
@@ -150,6 +171,17 @@ def test_classify_zone(raw: str, zone: str) -> None:
 def test_iso_with_offset_round_trips(instant: datetime, minutes: int) -> None:
     zone = timezone(timedelta(minutes=minutes))
     local = instant.replace(tzinfo=UTC).astimezone(zone)
+    assert parse_feed_date(local.isoformat()) == FeedDate(instant.replace(tzinfo=UTC), EXPLICIT_OFFSET)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    instant=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    minutes=st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_any_year_round_trips(instant: datetime, minutes: int) -> None:
+    # Every instant Arrow's timestamp[us] and a datetime can hold is kept, whatever its year.
+    local = instant.replace(tzinfo=UTC).astimezone(timezone(timedelta(minutes=minutes)))
     assert parse_feed_date(local.isoformat()) == FeedDate(instant.replace(tzinfo=UTC), EXPLICIT_OFFSET)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import json
@@ -12,10 +13,16 @@ from datetime import UTC, datetime
 import pytest
 
 from feedlake.tasks.errors import ParseError
+from feedlake.tasks.fetch.client import fetch_feeds_blocking
+from feedlake.tasks.normalize.articles import normalize_feed
 from feedlake.tasks.normalize.html_text import html_to_text
-from feedlake.tasks.parse.feed import parse_feed
+from feedlake.tasks.parse.feed import document_base, parse_feed
+from feedlake.tasks.parse.xml_fast_path import read_well_formed_feed
+from feedlake.tasks.settings import FeedlakeSettings
+from feedlake.tasks.sources.catalog import Source
 from feedlake.tasks.values import FetchResult, ParsedFeed
 from tests.support.paths import CASES
+from tests.support.threaded_http import QuietHandler, serve_handler
 
 CORPUS = CASES / "corpus"
 with (CORPUS / "MANIFEST.tsv").open(encoding="utf-8", newline="") as _manifest:
@@ -290,3 +297,158 @@ def test_every_corpus_file_parses_or_fails_cleanly(path: str) -> None:
     assert isinstance(feed, ParsedFeed)
     assert feed.source_id == source_id
     assert len(feed.entries) == manifest_items(path)
+
+
+# --- Content-Location as the base URL (RFC 2616 14.14, as feedparser reads it) -------------------
+
+ANSWERED = "https://news.example.org/feeds/latest"
+MOVED_BASE = "https://news.example.org/archive/2024/"
+BASE_ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>F</title><id>urn:f</id><link href="./"/>
+<entry><id>story-1</id><title>one</title><link href="story-1.html"/>
+ <link rel="enclosure" href="media/one.mp3" type="audio/mpeg"/>
+ <content type="html">&lt;p&gt;&lt;a href="../img/a.png"&gt;picture&lt;/a&gt;&lt;/p&gt;</content></entry>
+<entry xml:base="https://cdn.example.net/x/"><id>story-2</id><title>two</title>
+ <link href="story-2.html"/></entry>
+</feed>"""
+
+
+def fetched_with(body: bytes, headers: dict[str, str], status: int | None = 200) -> FetchResult:
+    """A body as the fetch stage hands it over: the URL asked, the URL that answered, the headers."""
+    return FetchResult(
+        "cl-src",
+        "https://news.example.org/feed",
+        datetime(2026, 11, 24, tzinfo=UTC),
+        final_url=ANSWERED,
+        status=status,
+        body=body,
+        headers=headers,
+    )
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_content_location_is_the_base_of_links_guids_markup_and_enclosures(fast_path: bool) -> None:
+    # Both readers read this document (the fast path does not decline it).
+    assert read_well_formed_feed(BASE_ATOM, {"content-location": MOVED_BASE + "feed.xml"}) is not None
+    feed = parse_feed(fetched_with(BASE_ATOM, {"Content-Location": "/archive/2024/feed.xml"}), fast_path)
+    assert feed.feed_url == "https://news.example.org/feed"  # the URL fetched, whatever the base
+    assert feed.link == MOVED_BASE
+    one, two = feed.entries
+    assert one.link == MOVED_BASE + "story-1.html"
+    assert one.guid == "story-1"  # as written: a guid is no link to resolve
+    assert [e.url for e in one.enclosures] == [MOVED_BASE + "media/one.mp3"]
+    assert one.content is not None and 'href="https://news.example.org/archive/img/a.png"' in one.content
+    # xml:base in the document wins inside its scope.
+    assert two.link == "https://cdn.example.net/x/story-2.html"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "base"),
+    [
+        ({"content-location": "/archive/2024/feed.xml"}, 200, MOVED_BASE + "feed.xml"),
+        (
+            {"Content-Location": " https://mirror.example.com/f.xml "},
+            None,
+            "https://mirror.example.com/f.xml",
+        ),
+        ({"content-location": "feed.xml"}, 203, "https://news.example.org/feeds/feed.xml"),
+        ({}, 200, ANSWERED),
+        ({"content-location": "javascript:alert(1)"}, 200, ANSWERED),
+        ({"content-location": "data:text/html,x"}, 200, ANSWERED),
+        ({"content-location": "http://[bad"}, 200, ANSWERED),
+        ({"content-location": "   "}, 200, ANSWERED),
+        # A Content-Location of another status names something else than this body.
+        ({"content-location": "/created/1"}, 201, ANSWERED),
+    ],
+)
+def test_document_base(headers: dict[str, str], status: int | None, base: str) -> None:
+    assert document_base(fetched_with(b"<rss/>", headers, status)) == base
+
+
+def test_a_json_feed_resolves_against_content_location_too() -> None:
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", "url": "p/1"}]}'
+    feed = parse_feed(fetched_with(body, {"content-location": "/archive/2024/feed.json"}))
+    assert [e.link for e in feed.entries] == [MOVED_BASE + "p/1"]
+
+
+class ContentLocationHandler(QuietHandler):
+    """Serves BASE_ATOM at any path, naming it with a relative Content-Location."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_body(
+            200,
+            BASE_ATOM,
+            {"Content-Type": "application/atom+xml", "Content-Location": "/archive/2024/feed.xml"},
+        )
+
+
+def test_a_fetched_feed_resolves_against_the_content_location_its_server_gave() -> None:
+    with serve_handler(ContentLocationHandler) as server:
+        source = Source(id="cl", url=f"{server}/feeds/latest", name="cl", publisher="p", kind="news")
+        [fetched] = fetch_feeds_blocking([source], {}, FeedlakeSettings())
+    batch = normalize_feed(parse_feed(fetched), source, "run")
+    assert batch.column("url").to_pylist() == [
+        f"{server}/archive/2024/story-1.html",
+        "https://cdn.example.net/x/story-2.html",
+    ]
+    assert batch.column("feed_url").to_pylist() == [source.url] * 2
+    assert batch.column("guid").to_pylist() == ["story-1", "story-2"]
+    assert batch.column("enclosures").to_pylist()[0] == [
+        {"url": f"{server}/archive/2024/media/one.mp3", "type": "audio/mpeg", "length": None}
+    ]
+
+
+# --- content that is base64 (RFC 4287 4.1.3.3; Atom 0.3 mode="base64") ---------------------------
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").decode()
+
+
+def atom_content(*contents: str, namespace: str = "http://www.w3.org/2005/Atom") -> bytes:
+    """An Atom document with one entry per content element, each with a plain-text summary."""
+    entries = "".join(
+        f"<entry><id>urn:{n}</id><title>t{n}</title><summary>summary {n}</summary>{c}</entry>"
+        for n, c in enumerate(contents)
+    )
+    return f'<feed xmlns="{namespace}"><title>F</title><id>urn:f</id>{entries}</feed>'.encode()
+
+
+BINARY_AND_BASE64 = atom_content(
+    f'<content type="application/octet-stream">{PNG}</content>',
+    f'<content type="image/png">\n{PNG[:20]}\n{PNG[20:]}\n</content>',
+    '<content type="image/png">not base64 at all!</content>',
+    '<content type="text/html" mode="base64">'
+    + base64.b64encode("<p>Hello <b>wörld</b></p>".encode()).decode()
+    + "</content>",
+    '<content type="text/plain" mode="base64">%%% not base64 %%%</content>',
+    '<content type="text/markdown">x &lt;y&gt; z</content>',
+)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_base64_content_is_decoded_or_kept_out_of_the_text(fast_path: bool) -> None:
+    fetched = FetchResult(
+        "b64", "https://example.org/f", datetime(2026, 11, 24, tzinfo=UTC), body=BINARY_AND_BASE64
+    )
+    feed = parse_feed(fetched, fast_path)
+    assert feed.warnings == ()  # a bad base64 string is not the feed's problem
+    batch = normalize_feed(feed, Source("b64", "https://example.org/f", "b", "p", "news"), "run")
+    texts = batch.column("content_text").to_pylist()
+    html = batch.column("content_html").to_pylist()
+    # A file of a binary media type is no text: the entry's text is its summary.
+    assert texts[:3] == ["summary 0", "summary 1", "summary 2"]
+    assert not any(PNG[:8] in (value or "") for value in texts + html)
+    # mode="base64" text is decoded and read as its type says.
+    assert texts[3] == "Hello wörld" and html[3] is not None and "<b>wörld</b>" in html[3]
+    # Text that does not decode is kept as written, as feedparser keeps it.
+    assert texts[4] == "%%% not base64 %%%"
+    # text/* other than HTML is text: its angle brackets are characters.
+    assert (texts[5], html[5]) == ("x <y> z", None)
+
+
+def test_atom_03_base64_content_is_decoded() -> None:
+    encoded = base64.b64encode(b"<p>Atom 0.3 body</p>").decode()
+    body = atom_content(
+        f'<content type="text/html" mode="base64">{encoded}</content>', namespace="http://purl.org/atom/ns#"
+    )
+    (entry,) = parse_feed(FetchResult("a03", "https://example.org/f", datetime.now(UTC), body=body)).entries
+    assert (entry.content, entry.content_is_html) == ("<p>Atom 0.3 body</p>", True)

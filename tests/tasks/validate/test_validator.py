@@ -93,10 +93,14 @@ def test_reject_holds_broken_rows_of_a_real_feed_and_keeps_the_rest(validator: A
     assert outcome.by_source["un"].rejected == 4 and outcome.by_source["un"].failed == []
 
 
-def test_duplicate_ids_in_one_batch_are_rejected(validator: ArticleValidator) -> None:
+def test_the_same_version_twice_in_one_batch_is_rejected(validator: ArticleValidator) -> None:
     rows = make_rows("src", 6)
     ids = rows.column("article_id").to_pylist()
+    hashes = rows.column("content_hash").to_pylist()
     rows = replace_column(rows, "article_id", [ids[0], *ids[1:5], ids[0]])
+    # One article in two versions (another content_hash): both land.
+    assert validator.validate(rows).quarantined.num_rows == 0
+    rows = replace_column(rows, "content_hash", [hashes[0], *hashes[1:5], hashes[0]])
     outcome = validator.validate(rows)
     assert outcome.quarantined.column("article_id").to_pylist() == [ids[0], ids[0]]
 
