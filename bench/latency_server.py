@@ -5,9 +5,12 @@ different hosts (as real sites are) and its per-host politeness gate never seria
 request waits ``latency`` seconds before its answer; the waits are asyncio sleeps, so a thousand
 of them at once cost the server next to nothing and the server is never the bottleneck. Bodies are
 files ``<site>.xml`` in a folder, served with an ETag and a Last-Modified, and a conditional GET
-that matches either is answered 304. HTTP/1.1 with keep-alive, GET only: just what the poller uses.
+that matches either is answered 304; the text ``__PORT__`` in a body becomes the server's port (so an
+item can link to a page on its own site). With ``--pages DIR`` (files ``<k>.html``), a path
+``/articles/<n>`` is answered with page ``n mod k`` as text/html, and ``/robots.txt`` with a 404, each
+after the same latency. HTTP/1.1 with keep-alive, GET only: just what the poller uses.
 
-Run: ``python bench/latency_server.py --bodies DIR --latency 0.2``; it prints one JSON line
+Run: ``python bench/latency_server.py --bodies DIR [--pages DIR] --latency 0.2``; it prints one JSON line
 (``{"port": ..., "sites": ...}``) once every address listens, and serves until it is terminated.
 """
 
@@ -52,6 +55,16 @@ def load_pages(folder: Path) -> list[Page]:
     return pages
 
 
+def article_response(path: str, articles: list[bytes]) -> bytes:
+    """The answer to a GET of an article page (``/articles/<n>``) or of ``/robots.txt`` (none: 404)."""
+    number = path.removeprefix("/articles/").split("?")[0]
+    if not articles or not path.startswith("/articles/") or not number.isdigit():
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    body = articles[int(number) % len(articles)]
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
 def response(page: Page | None, headers: dict[str, str]) -> bytes:
     """The whole HTTP response to a GET of ``page`` (None: no such site) with these request headers."""
     if page is None:
@@ -67,7 +80,11 @@ def response(page: Page | None, headers: dict[str, str]) -> bytes:
 
 
 async def serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pages: dict[str, Page], latency: float
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    pages: dict[str, Page],
+    latency: float,
+    articles: list[bytes] | None = None,
 ) -> None:
     """Answer the requests of one keep-alive connection, each after ``latency`` seconds."""
     page = pages.get(writer.get_extra_info("sockname")[0])
@@ -83,7 +100,11 @@ async def serve_connection(
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             await asyncio.sleep(latency)
-            writer.write(response(page, headers))
+            path = lines[0].split(" ")[1] if lines[0].count(" ") >= 2 else "/"
+            if path.startswith("/articles/") or path == "/robots.txt":
+                writer.write(article_response(path, articles or []))
+            else:
+                writer.write(response(page, headers))
             await writer.drain()
             if headers.get("connection", "").lower() == "close":
                 return
@@ -113,17 +134,24 @@ def bind_all(addresses: list[str]) -> list[socket.socket]:
     raise RuntimeError(f"could not bind {len(addresses)} loopback addresses to one free port")
 
 
-async def serve(folder: Path, latency: float) -> None:
+async def serve(folder: Path, latency: float, pages_folder: Path | None = None) -> None:
     """Listen on every site's address, announce the port on stdout, and serve until killed."""
     pages = load_pages(folder)
+    sockets = bind_all([site_address(n) for n in range(len(pages))])
+    port = sockets[0].getsockname()[1] if sockets else 0
+    # Items link to pages on their own site: the port is known only now.
+    marker = b"__PORT__"
+    pages = [Page(p.body.replace(marker, str(port).encode()), p.etag) for p in pages]
     by_address = {site_address(n): page for n, page in enumerate(pages)}
-    sockets = bind_all(list(by_address))
+    articles = []
+    if pages_folder is not None:
+        count = len(list(pages_folder.glob("*.html")))
+        articles = [(pages_folder / f"{k}.html").read_bytes() for k in range(count)]
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_connection(reader, writer, by_address, latency)
+        await serve_connection(reader, writer, by_address, latency, articles)
 
     servers = [await asyncio.start_server(handle, sock=sock, backlog=128) for sock in sockets]
-    port = sockets[0].getsockname()[1] if sockets else 0
     print(json.dumps({"port": port, "sites": len(pages)}), flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
@@ -133,8 +161,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bodies", type=Path, required=True, help="folder of <site>.xml bodies")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds before each answer")
+    parser.add_argument("--pages", type=Path, help="folder of <k>.html article pages for /articles/<n>")
     args = parser.parse_args()
-    asyncio.run(serve(args.bodies, args.latency))
+    asyncio.run(serve(args.bodies, args.latency, args.pages))
     return 0
 
 

@@ -137,9 +137,11 @@ def build_bodies(folder: Path, sites: int) -> tuple[int, list[str]]:
 
 
 @contextlib.contextmanager
-def latency_server(bodies: Path, latency: float, log: Path) -> Iterator[int]:
-    """Run bench/latency_server.py in its own process; yield its port."""
+def latency_server(bodies: Path, latency: float, log: Path, pages: Path | None = None) -> Iterator[int]:
+    """Run bench/latency_server.py in its own process (serving ``pages`` too, if given); yield its port."""
     command = [sys.executable, str(ROOT / "bench" / "latency_server.py"), "--bodies", str(bodies)]
+    if pages is not None:
+        command += ["--pages", str(pages)]
     with log.open("wb") as errors:
         server = subprocess.Popen(
             [*command, "--latency", str(latency)], stdout=subprocess.PIPE, stderr=errors, cwd=ROOT
@@ -160,8 +162,8 @@ def site_url(site: int, port: int) -> str:
     return f"http://{site_address(site)}:{port}/feed.xml"
 
 
-def write_sources(path: Path, sites: int, port: int) -> Path:
-    """A sources file with one news source per site."""
+def write_sources(path: Path, sites: int, port: int, full_text: str = "never") -> Path:
+    """A sources file with one news source per site (feeds only, unless ``full_text`` says otherwise)."""
     lines = ["sources:"]
     for site in range(sites):
         lines += [
@@ -170,6 +172,8 @@ def write_sources(path: Path, sites: int, port: int) -> Path:
             f"    name: Bench site {site}",
             "    publisher: bench",
             "    kind: news",
+            # Feeds only by default: the full-text cost has its own figure (bench/full_text_poll.py).
+            f"    full_text: {full_text}",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

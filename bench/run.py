@@ -26,6 +26,7 @@ from table import RESULTS, Figure, load, machine, markdown_lines, table_lines  #
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "corpus_poll": ([], ["--runs", "1", "--copies", "3"]),
     "poll_cycle": ([], ["--quick"]),
+    "full_text_poll": ([], ["--quick"]),
     "backfill": ([], ["--articles", "50000"]),
     "lake_size": ([], ["--quick"]),
 }

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from feedlake.flows.poll import poll_flow
-from feedlake.tasks.demo.snapshot_server import serve_snapshots
+from feedlake.tasks.demo.snapshot_server import bundled_pages, serve_snapshots
 from feedlake.tasks.errors import ConfigError
 from feedlake.tasks.pipeline.summary import RunSummary
 
@@ -20,22 +18,11 @@ SNAPSHOT_VARIABLE = "FEEDLAKE_VAR_SNAPSHOTS"
 PAGE_LINKS = SNAPSHOTS / "pages" / "af.mil" / "LINKS.tsv"
 
 
-def bundled_pages(links: Path = PAGE_LINKS) -> dict[str, dict[str, Path]]:
-    """Host -> (path and query -> page file) for every bundled page an item of a demo feed links to."""
-    hosts: dict[str, dict[str, Path]] = {}
-    with links.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            link = urlsplit(row["item_link"])
-            target = link.path + (f"?{link.query}" if link.query else "")
-            hosts.setdefault(link.netloc, {})[target] = links.parent / row["page_file"]
-    return hosts
-
-
 def run_demo(lake: str) -> RunSummary:
     """Poll the demo catalog from a local snapshot server into ``lake``."""
     if not SNAPSHOTS.is_dir() or not DEMO_SOURCES.is_file():
         raise ConfigError(f"the demo needs a source checkout (missing {SNAPSHOTS} or {DEMO_SOURCES})")
-    hosts = bundled_pages()
+    hosts = bundled_pages(PAGE_LINKS)
     pages = {target: path for by_path in hosts.values() for target, path in by_path.items()}
     with serve_snapshots(SNAPSHOTS, pages=pages) as base_url:
         print(f"serving bundled snapshots from {SNAPSHOTS} at {base_url}")

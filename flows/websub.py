@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from prefect import flow
+from prefect.exceptions import TerminationSignal
 
 from feedlake.flows.poll import PrefectHooks
 from feedlake.tasks.fetch.client import fetch_feeds_blocking
@@ -77,7 +78,8 @@ def serve_websub(
                 push = pushes.get(timeout=0.5)
             except queue.Empty:
                 continue
-            _ingest(push, settings)
+            if not _ingest(push, settings):
+                break
 
 
 def _renew(subscriber: Subscriber, client: httpx.Client, due: Any, lease_seconds: int) -> None:
@@ -87,12 +89,19 @@ def _renew(subscriber: Subscriber, client: httpx.Client, due: Any, lease_seconds
         log.warning("websub: renewal of %s failed: %s", due.source_id, exc)
 
 
-def _ingest(push: Push, settings: FeedlakeSettings) -> None:
+def _ingest(push: Push, settings: FeedlakeSettings) -> bool:
+    """Ingest one push; False when a SIGTERM arrived meanwhile (the endpoint then stops)."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "pushed"
         path.write_bytes(push.body)
         try:
             rows = push_flow(push.source_id, str(path), settings.sources, settings.lake)
             log.info("websub: push for %s committed %d rows", push.source_id, rows)
+        except TerminationSignal:
+            # While a flow runs, Prefect's own SIGTERM handler raises this instead of ours. The
+            # push's run is committed, or the lake's recovery rolls it back: stop, as asked.
+            log.info("websub: stopping (SIGTERM during the push for %s)", push.source_id)
+            return False
         except Exception as exc:  # noqa: BLE001 - a bad push must not stop the endpoint
             log.warning("websub: push for %s failed: %s", push.source_id, exc)
+    return True

@@ -9,6 +9,7 @@ fetcher is told to connect to this server for the page's host (``FEEDLAKE_CONNEC
 from __future__ import annotations
 
 import contextlib
+import csv
 import email.utils
 import hashlib
 import threading
@@ -82,3 +83,14 @@ def serve_snapshots(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def bundled_pages(links: Path) -> dict[str, dict[str, Path]]:
+    """Host -> (path and query -> page file) of each page a LINKS.tsv (item_link, page_file) lists."""
+    hosts: dict[str, dict[str, Path]] = {}
+    with links.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            link = urlsplit(row["item_link"])
+            target = link.path + (f"?{link.query}" if link.query else "")
+            hosts.setdefault(link.netloc, {})[target] = links.parent / row["page_file"]
+    return hosts

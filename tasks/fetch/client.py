@@ -171,6 +171,39 @@ def gate_for(gates: dict[str, HostGate], url: str, settings: FeedlakeSettings) -
     return gates[host]
 
 
+# Response headers not kept: they describe the raw transfer, not the decoded body, or are cookies.
+DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-connection",
+        "set-cookie",
+        "set-cookie2",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Request headers never reported, should a caller's client add them.
+SECRET_REQUEST_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def stored_headers(headers: httpx.Headers) -> dict[str, str]:
+    """A response's headers as kept with its decoded body: no transfer framing, no cookies."""
+    return {name: value for name, value in headers.items() if name not in DROPPED_HEADERS}
+
+
+def sent_headers(headers: httpx.Headers | None) -> dict[str, str]:
+    """What a request sent, without any credentials a caller's client may have added."""
+    if headers is None:
+        return {}
+    return {name: value for name, value in headers.items() if name not in SECRET_REQUEST_HEADERS}
+
+
 @dataclass(frozen=True)
 class Answer:
     """A server's final answer to one attempt, redirects followed: a body (status below 400) or a 304."""
@@ -345,6 +378,7 @@ async def fetch_feeds(
     client: httpx.AsyncClient | None = None,
     on_result: Callable[[FetchResult], None] | None = None,
     resolve: Resolver = resolve_host,
+    gates: dict[str, HostGate] | None = None,
 ) -> list[FetchResult]:
     """Fetch every source concurrently; one result per source, in the order given.
 
@@ -352,12 +386,13 @@ async def fetch_feeds(
     as it is final, so a caller can start on the first feeds while the rest are still on the wire.
     If it raises for a result, that source's result becomes an error of kind ``bug`` and
     ``on_result`` is called once more with it. ``client`` must connect through
-    ``PinnedTransport`` (as ``build_client``'s does).
+    ``PinnedTransport`` (as ``build_client``'s does). ``gates`` are the per-host politeness gates
+    to share with other fetches of the run (a ``fetch.pages.PageFetcher``'s); default: this call's.
     """
     own_client = client is None
     http = client if client is not None else build_client(settings)
     limit = asyncio.Semaphore(settings.concurrency)
-    gates: dict[str, HostGate] = {}
+    gates = gates if gates is not None else {}
     started = time.monotonic()
     # A catalog larger than the concurrency limit fetches in waves; each wave may take a deadline.
     # One slow host holds at most per_host_concurrency slots, so it cannot stretch the waves.
@@ -556,8 +591,19 @@ async def fetch_feed(
         kept["etag"] = received.etag
     if received.last_modified:
         kept["last-modified"] = received.last_modified
-    kept["content-location"] = answer.final_url
-    return dataclasses.replace(answered, body=answer.body, headers=kept, validators=received)
+    # The document's base URL: a Content-Location the server gave names the representation (RFC
+    # 7231 3.1.4.2; feedparser resolves against it too), resolved against the URL that answered.
+    location = urljoin(answer.final_url, answer.headers.get("content-location", "").strip())
+    web = urlsplit(location).scheme in ("http", "https")
+    kept["content-location"] = location if web else answer.final_url
+    return dataclasses.replace(
+        answered,
+        body=answer.body,
+        headers=kept,
+        validators=received,
+        request_headers=sent_headers(answer.request_headers),
+        response_headers=stored_headers(answer.headers),
+    )
 
 
 async def fetch_with_retries(

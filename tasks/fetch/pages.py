@@ -49,8 +49,10 @@ from feedlake.tasks.fetch.client import (
     fetch_with_retries,
     gate_for,
     sendable_validators,
+    sent_headers,
     settle,
     shown_host,
+    stored_headers,
 )
 from feedlake.tasks.fetch.host_gate import HostGate
 from feedlake.tasks.fetch.robots import RobotsCache
@@ -63,25 +65,6 @@ log = logging.getLogger(__name__)
 OK = "ok"
 NOT_MODIFIED = "not_modified"
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.8"
-# Response headers not kept: they describe the raw transfer, not the decoded body, or are cookies.
-DROPPED_HEADERS = frozenset(
-    {
-        "connection",
-        "content-encoding",
-        "content-length",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-connection",
-        "set-cookie",
-        "set-cookie2",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Request headers never reported, should a caller's client add them.
-SECRET_REQUEST_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 @dataclass(frozen=True)
@@ -123,6 +106,66 @@ def fetch_pages(
     return asyncio.run(fetch_pages_async(requests, settings, robots=robots, on_result=on_result))
 
 
+class PageFetcher:
+    """Fetches article pages one at a time as a run finds them, inside a running event loop.
+
+    Every page shares the fetcher's client, robots.txt cache, ``page_concurrency`` limit and
+    per-host gates (pass the feeds' ``gates`` so that feeds and pages of one host keep one pace).
+    ``fetch`` never raises for a page; ``close`` cancels what is still running and closes the client.
+    """
+
+    def __init__(
+        self,
+        settings: FeedlakeSettings,
+        *,
+        robots: RobotsCache | None = None,
+        client: httpx.AsyncClient | None = None,
+        gates: dict[str, HostGate] | None = None,
+        resolve: Resolver = resolve_host,
+    ) -> None:
+        self.settings = settings
+        self._own_client = client is None
+        # Room for the pages' connections and the robots.txt fetches beside them (their own limit).
+        self._http = client or build_client(settings, connections=2 * settings.page_concurrency)
+        self.robots = robots if robots is not None else RobotsCache(settings)
+        self._limit = asyncio.Semaphore(settings.page_concurrency)
+        self._gates = gates if gates is not None else {}
+        self._resolve = resolve
+        self._tasks: list[asyncio.Task[PageResult]] = []
+
+    def start(self, request: PageRequest) -> asyncio.Task[PageResult]:
+        """Start fetching one page now; the task's result is its PageResult (never an exception)."""
+        task = asyncio.create_task(self._fetch(request))
+        self._tasks.append(task)
+        return task
+
+    async def _fetch(self, request: PageRequest) -> PageResult:
+        gate = gate_for(self._gates, request.url, self.settings)
+        try:
+            return await fetch_page(
+                self._http,
+                request,
+                self.settings,
+                gate=gate,
+                limit=self._limit,
+                robots=self.robots,
+                resolve=self._resolve,
+            )
+        except Exception as exc:  # noqa: BLE001 - one page's surprise is that page's status
+            return _unexpected(request, "unexpected error while fetching the page", exc, datetime.now(UTC))
+
+    async def close(self) -> None:
+        """Cancel the pages still running, wait for them, and close a client made here."""
+        await settle(self._tasks, self._http, self._own_client)
+
+
+def page_run_limit(pages: int, settings: FeedlakeSettings) -> float:
+    """Seconds a run may spend on ``pages`` pages: a deadline for robots.txt and one for the page,
+    per wave of ``page_concurrency`` (a slow host holds at most per_host_concurrency slots)."""
+    waves = max(1, math.ceil(pages / settings.page_concurrency))
+    return RUN_DEADLINE_FACTOR * settings.total_timeout * waves
+
+
 async def fetch_pages_async(
     requests: Sequence[PageRequest],
     settings: FeedlakeSettings,
@@ -140,17 +183,9 @@ async def fetch_pages_async(
     must come from ``fetch.client.build_client`` (pinned transport, ``FEEDLAKE_CONNECT_TO``).
     Raises ConfigError, before fetching anything, when ``FEEDLAKE_CONNECT_TO`` is malformed.
     """
-    own_client = client is None
-    # Room for the pages' connections and the robots.txt fetches beside them (their own limit).
-    http = client if client is not None else build_client(settings, connections=2 * settings.page_concurrency)
-    cache = robots if robots is not None else RobotsCache(settings)
-    robots_fetches = cache.fetches
-    limit = asyncio.Semaphore(settings.page_concurrency)
-    gates: dict[str, HostGate] = {}
-    # As for feeds: one wave of page_concurrency pages may take a deadline for robots.txt and one
-    # for the page; a slow host holds at most per_host_concurrency slots.
-    waves = max(1, math.ceil(len(requests) / settings.page_concurrency))
-    run_limit = RUN_DEADLINE_FACTOR * settings.total_timeout * waves
+    fetcher = PageFetcher(settings, robots=robots, client=client, resolve=resolve)
+    robots_fetches = fetcher.robots.fetches
+    run_limit = page_run_limit(len(requests), settings)
 
     def deliver(result: PageResult) -> PageResult:
         if on_result is None:
@@ -170,47 +205,51 @@ async def fetch_pages_async(
         return result
 
     async def one(request: PageRequest) -> PageResult:
-        gate = gate_for(gates, request.url, settings)
-        result = await fetch_page(
-            http, request, settings, gate=gate, limit=limit, robots=cache, resolve=resolve
-        )
-        return deliver(result)
+        return deliver(await fetcher.start(request))
 
     tasks = [asyncio.create_task(one(r)) for r in requests]
     try:
         if tasks:
             await asyncio.wait(tasks, timeout=run_limit)
     finally:
-        await settle(tasks, http, own_client)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await fetcher.close()
     results = [
-        _settled(task, request, run_limit, deliver) for task, request in zip(tasks, requests, strict=True)
+        settled_page(task, request, run_limit, deliver) for task, request in zip(tasks, requests, strict=True)
     ]
     counts = Counter(r.status for r in results)
     log.info(
         "pages: %d requested, %d robots.txt fetched; %s",
         len(results),
-        cache.fetches - robots_fetches,
+        fetcher.robots.fetches - robots_fetches,
         ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "nothing to do",
     )
     return results
 
 
-def _settled(
+def timed_out_page(request: PageRequest, run_limit: float, at: datetime) -> PageResult:
+    """The ``timeout`` result of a page the run's limit cut: still queued behind its host (or the
+    global limit), or still on the wire."""
+    reason = (
+        f"{shown_host(request.url)}: timed out waiting for the host: the page fetch stops {run_limit:g}s"
+        f" after it starts ({RUN_DEADLINE_FACTOR:g} x FEEDLAKE_TOTAL_TIMEOUT per"
+        " FEEDLAKE_PAGE_CONCURRENCY pages); a later poll may try it again"
+    )
+    return _not_fetched(request, TIMED_OUT, reason, at)
+
+
+def settled_page(
     task: asyncio.Task[PageResult],
     request: PageRequest,
     run_limit: float,
-    deliver: Callable[[PageResult], PageResult],
+    deliver: Callable[[PageResult], PageResult] = lambda result: result,
 ) -> PageResult:
-    """The result of one page's task: its own, or what ended it."""
+    """The result of one page's finished task: its own, or ``timeout`` when the run's limit cut it."""
     now = datetime.now(UTC)
     if task.cancelled():
-        # Still queued behind its host (or the global limit), or still on the wire, at the run's limit.
-        reason = (
-            f"{shown_host(request.url)}: timed out waiting for the host: the page fetch stops {run_limit:g}s"
-            f" after it starts ({RUN_DEADLINE_FACTOR:g} x FEEDLAKE_TOTAL_TIMEOUT per"
-            " FEEDLAKE_PAGE_CONCURRENCY pages); a later poll may try it again"
-        )
-        return deliver(_not_fetched(request, TIMED_OUT, reason, now))
+        return deliver(timed_out_page(request, run_limit, now))
     exc = task.exception()
     if exc is None:
         return task.result()
@@ -283,7 +322,7 @@ def _page_result(
         http_status=None,
         body=None,
         headers={},
-        request_headers=_sent(answer.request_headers),
+        request_headers=sent_headers(answer.request_headers),
         validators=sendable,
         fetched_at=fetched.fetched_at,
         reason=None,
@@ -297,7 +336,7 @@ def _page_result(
         result = replace(sent, status=status, http_status=error.status, reason=reason)
         log.debug("page %s: %s (%s)", request.url, result.status, result.reason)
         return result
-    answered = replace(sent, http_status=answer.status, headers=_kept(answer.headers))
+    answered = replace(sent, http_status=answer.status, headers=stored_headers(answer.headers))
     if answer.body is None:
         return replace(answered, status=NOT_MODIFIED)
     received = sendable_validators(
@@ -342,13 +381,3 @@ def _unexpected(request: PageRequest, what: str, exc: BaseException, at: datetim
     """A page's ``error`` result for an exception feedlake did not raise on purpose (a bug)."""
     log.debug("page %s: %s:\n%s", request.url, what, "".join(traceback.format_exception(exc)).rstrip())
     return _not_fetched(request, FAILED, f"{shown_host(request.url)}: {what} ({bug_reason(exc)})", at)
-
-
-def _kept(headers: httpx.Headers) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name not in DROPPED_HEADERS}
-
-
-def _sent(headers: httpx.Headers | None) -> dict[str, str]:
-    if headers is None:
-        return {}
-    return {name: value for name, value in headers.items() if name not in SECRET_REQUEST_HEADERS}

@@ -41,9 +41,10 @@ import codecs
 import logging
 import multiprocessing
 import re
+import threading
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -63,6 +64,10 @@ from feedlake.tasks.errors import ConfigError
 from feedlake.tasks.normalize.html_text import flatten_deep_markup, html_to_text, sanitize_html
 
 log = logging.getLogger(__name__)
+
+# The process's extraction pools, by worker count (see extraction_pool).
+_POOLS: dict[int, Executor] = {}
+_POOLS_LOCK = threading.Lock()
 
 OK = "ok"
 NOT_AN_ARTICLE = "not_an_article"
@@ -221,16 +226,15 @@ def extract_article(job: ExtractionJob) -> PageArticle:
 
 
 def extract_articles(jobs: Sequence[ExtractionJob], processes: int) -> list[PageArticle]:
-    """Extract every job's article, in order; ``processes > 1`` uses a spawn-context process pool."""
+    """Extract every job's article, in order; ``processes > 1`` uses the shared process pool."""
     if processes < 1:
         raise ConfigError(f"full text extraction needs at least 1 process, not {processes}: set 1 or more")
     if processes == 1 or len(jobs) < 2:
         articles = [_extract_or_fail(job) for job in jobs]
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=context) as pool:
-            futures = [pool.submit(_extract_or_fail, job) for job in jobs]
-            articles = [_result_or_fail(future, job) for future, job in zip(futures, jobs, strict=True)]
+        pool = extraction_pool(processes)
+        futures = [pool.submit(_extract_or_fail, job) for job in jobs]
+        articles = [article_or_failed(future, job) for future, job in zip(futures, jobs, strict=True)]
     methods = Counter(article.method for article in articles)
     log.info(
         "full text: extracted %d pages (%d ok, %d not an article) on %d process(es); methods %s",
@@ -241,6 +245,49 @@ def extract_articles(jobs: Sequence[ExtractionJob], processes: int) -> list[Page
         dict(sorted(methods.items())),
     )
     return articles
+
+
+def extraction_pool(processes: int) -> Executor:
+    """The process's extraction pool for ``processes`` workers, started on first use and kept.
+
+    Spawned, never forked (a Rust library loaded in the parent panics in forked children). Kept
+    for the life of the process: ``feedlake serve`` and a library user's loop pay the workers'
+    start (about a second: Python and trafilatura's import) once, not once per run, and a
+    one-shot poll starts it while its feeds are still on the wire. One process means one thread,
+    so that extraction still never runs on the caller's event loop. A pool whose worker died is
+    replaced on the next call.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(processes)
+        if pool is not None and not getattr(pool, "_broken", False):
+            return pool
+        if processes == 1:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-extract")
+        else:
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+        _POOLS[processes] = pool
+        return pool
+
+
+def shutdown_extraction_pools() -> None:
+    """Stop the process's extraction pools and wait for their workers (a later job starts one again)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def extract_in_pool(job: ExtractionJob, processes: int) -> Future[PageArticle]:
+    """Start extracting one job in the shared pool; the future's result is never an exception's."""
+    try:
+        return extraction_pool(processes).submit(_extract_or_fail, job)
+    except BrokenExecutor:
+        # A worker died since the last job: one fresh pool, then this job goes to it.
+        with _POOLS_LOCK:
+            _POOLS.pop(processes, None)
+        return extraction_pool(processes).submit(_extract_or_fail, job)
 
 
 def teaser_coverage(teaser: str | None, text: str | None) -> float | None:
@@ -279,7 +326,8 @@ def _extract_or_fail(job: ExtractionJob) -> PageArticle:
         return _FAILED
 
 
-def _result_or_fail(future: Future[PageArticle], job: ExtractionJob) -> PageArticle:
+def article_or_failed(future: Future[PageArticle], job: ExtractionJob) -> PageArticle:
+    """A finished extraction's article, or ``not_an_article`` when its worker failed."""
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a dead worker takes its jobs with it, not the batch

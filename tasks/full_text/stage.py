@@ -30,6 +30,8 @@ from feedlake.tasks.full_text.extract import PageArticle
 from feedlake.tasks.full_text.teaser import wants_page
 
 SKIPPED = "skipped"
+# Statuses of a page that may give its body on a later poll (see page_may_recover).
+_PASSING_STATUSES = frozenset({"timeout", "error", "http_408", "http_425", "http_429"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ def page_plans(rows: pa.RecordBatch | pa.Table, mode: str) -> list[PagePlan]:
     return plans
 
 
+def page_may_recover(status: object) -> bool:
+    """Whether a page that ended with ``status`` is worth trying on a later poll: a timeout, a
+    5xx, 408, 425 or 429 answer, or an unexpected error may pass; a 404, a robots.txt rule, a
+    refused address, a page too large or one that is not an article will not."""
+    text = str(status or "")
+    return text in _PASSING_STATUSES or (text.startswith("http_5") and len(text) == 8)
+
+
 def feed_text(row: Mapping[str, object]) -> str | None:
     """An item's own text as its feed gave it: the content, else the summary; the summary (where it
     was kept) once a page's body took the content's place."""
@@ -88,16 +98,48 @@ def use_page_body(row: dict[str, object], article: PageArticle) -> bool:
     return True
 
 
+# The columns a page outcome may change, and those the rules read (feed_text, use_page_body).
+_PAGE_COLUMNS = (
+    "content_text",
+    "content_html",
+    "summary_text",
+    "content_source",
+    "page_url",
+    "page_status",
+    "page_fetched_at",
+    "published_at",
+    "date_source",
+    "published_date",
+)
+
+
 def with_pages(rows: pa.RecordBatch, outcomes: Mapping[str, PageOutcome]) -> pa.RecordBatch:
-    """``rows`` with each row's page outcome applied (rows without one are marked ``skipped``)."""
-    updated = rows.to_pylist()
-    for row in updated:
-        outcome = outcomes.get(str(row["article_id"]))
+    """``rows`` with each row's page outcome applied (rows without one are marked ``skipped``).
+
+    Column-wise: only the page columns and those the rules read are touched, and a source without
+    any outcome (``full_text: never``, or no teaser) gets its two constant columns and nothing else.
+    """
+    if not outcomes:
+        rows = _set(rows, "content_source", pa.array(["feed"] * rows.num_rows, pa.string()))
+        return _set(rows, "page_status", pa.array([SKIPPED] * rows.num_rows, pa.string()))
+    values = {name: rows.column(name).to_pylist() for name in _PAGE_COLUMNS}
+    for position, article_id in enumerate(rows.column("article_id").to_pylist()):
+        row = {name: column[position] for name, column in values.items()}
+        outcome = outcomes.get(str(article_id))
         if outcome is None:
             row.update(content_source="feed", page_status=SKIPPED)
         else:
             _apply(row, outcome)
-    return pa.RecordBatch.from_pylist(updated, schema=rows.schema)
+        for name, column in values.items():
+            column[position] = row[name]
+    for name, column in values.items():
+        rows = _set(rows, name, pa.array(column, rows.schema.field(name).type))
+    return rows
+
+
+def _set(rows: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
+    index = rows.schema.get_field_index(name)
+    return rows.set_column(index, rows.schema.field(index), values)
 
 
 def _apply(row: dict[str, object], outcome: PageOutcome) -> None:

@@ -54,8 +54,14 @@ RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def new_run_id() -> str:
-    """A run id that sorts by start time: ``20261123T205959Z-3f2a1b9c``."""
-    return datetime.now(UTC).strftime(RUN_STAMP_FORMAT) + "-" + secrets.token_hex(4)
+    """A run id that sorts by start time: ``20261123T205959Z-0412779c``.
+
+    The suffix is the start's microseconds (six digits) and one random byte, so runs of one lake
+    (which hold its lease in turn) sort by start even within a second: readers order an article's
+    versions by run id last.
+    """
+    now = datetime.now(UTC)
+    return now.strftime(RUN_STAMP_FORMAT) + f"-{now.microsecond:06d}" + secrets.token_hex(1)
 
 
 _RUN_STAMP = re.compile(r"[0-9]{8}T[0-9]{6}Z")

@@ -1,7 +1,7 @@
 """Write stage: split a table into Hive partitions and encode each part as zstd Parquet.
 
 Input: validated rows (article schema, plus extra columns for quarantine). Output: planned files
-with deterministic keys (a digest of the row keys they hold), so a rerun of the same rows names the
+with deterministic keys (a digest of the row keys and bodies they hold), so a rerun of the same rows names the
 same objects; the commit stage decides when they are written and when they become visible.
 """
 
@@ -86,9 +86,20 @@ def plan_files(table: pa.Table, table_root: str, row_group_rows: int) -> list[Pl
 
 
 def rows_digest(rows: pa.Table) -> str:
-    """Name of a data file from the row keys it holds: the same rows always get the same name."""
-    keys = sorted(row_keys(rows).to_pylist())
-    return hashlib.blake2b("\n".join(keys).encode(), digest_size=12).hexdigest()
+    """Name of a data file from the rows it holds: their row keys and bodies. The same rows always
+    get the same name (a rerun cannot write them twice), and a new version of an article with the
+    same row key but another body (a page retried, a body re-extracted) gets a name of its own."""
+    keys = row_keys(rows).to_pylist()
+    bodies = (
+        rows.column("content_text").to_pylist() if "content_text" in rows.column_names else [None] * len(keys)
+    )
+    digest = hashlib.blake2b(digest_size=12)
+    for key, body in sorted(zip(keys, bodies, strict=True), key=lambda pair: (pair[0], pair[1] or "")):
+        digest.update(key.encode())
+        digest.update(b"\0")
+        digest.update((body or "").encode("utf-8", "surrogatepass"))
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def encode_parquet(table: pa.Table, row_group_rows: int) -> bytes:

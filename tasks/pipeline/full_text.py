@@ -1,23 +1,355 @@
-"""The full-text stage across a run's sources: page requests, one fetch of them all, extraction, rows."""
+"""The full-text stage: the pages of new teaser items fetched, extracted and applied to their rows.
+
+Two ways in, one set of rules (``full_text/stage.py``):
+
+- ``fetch_sources``, a live poll: feeds and pages on one event loop, so that the pages of one
+  source are on the wire while other sources' feeds still are. As each feed arrives, one worker
+  thread parses, normalizes and deduplicates it and plans its pages; each page is requested at
+  once (the feeds' per-host gates, so a host keeps one pace for both), and each page body goes to
+  the extraction pool as soon as it is in. The run ends when the last feed, page and extraction
+  has; the pages have ``page_run_limit`` seconds after the last feed.
+- ``add_full_text``: the new rows of sources already fetched (a WebSub push, a backfill batch);
+  their pages are fetched and extracted together.
+
+A page that fails costs its row nothing: the row keeps the feed's text and says why in
+``page_status``. Both return the raw exchanges for the run's WARC capture: every feed document and
+every page a server answered (a 404 too: its status is the record), never one that was not sent.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from feedlake.tasks.fetch.pages import PageResult, fetch_pages
+from feedlake.schemas.article import ARTICLE_SCHEMA
+from feedlake.tasks.fetch.client import fetch_feeds
+from feedlake.tasks.fetch.host_gate import HostGate
+from feedlake.tasks.fetch.pages import (
+    PageFetcher,
+    PageRequest,
+    PageResult,
+    fetch_pages,
+    page_run_limit,
+    timed_out_page,
+)
 from feedlake.tasks.fetch.robots import RobotsCache
-from feedlake.tasks.full_text.extract import ExtractionJob, extract_articles
-from feedlake.tasks.full_text.stage import PageOutcome, PagePlan, page_plans, with_pages
+from feedlake.tasks.full_text.extract import (
+    ExtractionJob,
+    article_or_failed,
+    extract_articles,
+    extract_in_pool,
+)
+from feedlake.tasks.full_text.stage import (
+    PageOutcome,
+    PagePlan,
+    feed_text,
+    page_may_recover,
+    page_plans,
+    with_pages,
+)
+from feedlake.tasks.lake.page_retries import RETRIES, RETRY_SCHEMA
 from feedlake.tasks.lake.raw_capture import RawExchange
-from feedlake.tasks.pipeline.stages import NormalizedSource, SourceBoundary
+from feedlake.tasks.lake.storage import ObjectStore
+from feedlake.tasks.pipeline.stages import (
+    NormalizedSource,
+    SourceBoundary,
+    drop_duplicates,
+    normalize_fetched,
+)
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source
-from feedlake.tasks.values import SourceReport
+from feedlake.tasks.validate.validator import preload_great_expectations
+from feedlake.tasks.values import FeedValidators, FetchResult, SourceReport
+
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class FetchedSources:
+    """What a live poll's fetch stage gave: every parsed source, the new rows with their page
+    columns (in the order the sources were given), and the raw exchanges."""
+
+    normalized: list[NormalizedSource]
+    new: list[NormalizedSource]
+    exchanges: list[RawExchange] = field(default_factory=list)
+    # The page retry list after this run; None when the run left it as it was.
+    retries: pa.Table | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One fetched source after the worker thread: parsed, deduplicated, its pages planned."""
+
+    normalized: NormalizedSource | None
+    new: NormalizedSource | None
+    plans: list[PagePlan]
+    exchange: RawExchange | None
+
+
+def fetch_sources(
+    targets: Sequence[Source],
+    validators: Mapping[str, FeedValidators],
+    settings: FeedlakeSettings,
+    due: Sequence[Source],
+    run_id: str,
+    reports: dict[str, SourceReport],
+    store: ObjectStore,
+    retries: pa.Table | None = None,
+) -> FetchedSources:
+    """Fetch the due sources, and the pages of their new teaser items, all of it overlapping.
+
+    ``targets`` are what to fetch (``health.fetch_targets``: a moved source's new URL), ``due``
+    the sources themselves, in the order results come back in. The first feed body starts Great
+    Expectations' import for the validate stage (a run in which every source answers 304 never
+    imports it), and the first page to extract starts the extraction pool.
+
+    ``retries`` are the rows whose page failed on an earlier poll for a reason that may pass
+    (``lake.page_retries``): the pages of the due sources' rows are fetched again from the start,
+    a row whose page now gives its body becomes a new version of its article (same article id and
+    content hash, this run's run id), and one that fails again waits for the next poll until
+    ``page_attempts`` polls have tried it.
+    """
+    # The event loop and the worker thread share the GIL; by default a waiting thread gets it only
+    # after 5 ms, a delay every response would pay while a parse runs. Hand it over sooner.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, 0.0005))
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-normalize") as worker:
+            run = _LiveRun(settings, due, run_id, reports, store, worker)
+            waiting = retries if retries is not None else RETRY_SCHEMA.empty_table()
+            asyncio.run(run.fetch(targets, validators, waiting))
+    finally:
+        sys.setswitchinterval(switch_interval)
+    return run.finish()
+
+
+class _LiveRun:
+    """The state of one live fetch stage (see ``fetch_sources``)."""
+
+    def __init__(
+        self,
+        settings: FeedlakeSettings,
+        due: Sequence[Source],
+        run_id: str,
+        reports: dict[str, SourceReport],
+        store: ObjectStore,
+        worker: Executor,
+    ) -> None:
+        self.settings = settings
+        self.due = list(due)
+        self.by_id = {s.id: s for s in due}
+        self.run_id = run_id
+        self.reports = reports
+        self.store = store
+        self.worker = worker
+        self.processes = settings.extract_processes or os.cpu_count() or 1
+        self.gates: dict[str, HostGate] = {}
+        self.pages: PageFetcher | None = None
+        self.prepared: dict[str, _Prepared] = {}
+        self.preparing: list[asyncio.Future[None]] = []
+        # (plan, task, whether it retries an earlier poll's page)
+        self.page_tasks: list[tuple[PagePlan, asyncio.Task[PageOutcome], bool]] = []
+        self.outcomes: dict[str, dict[str, PageOutcome]] = defaultdict(dict)
+        self.page_exchanges: list[RawExchange] = []
+        self.preloading = False
+        self.retried = RETRY_SCHEMA.empty_table()
+        self.kept_waiting = RETRY_SCHEMA.empty_table()
+        self.retry_outcomes: dict[str, dict[str, PageOutcome]] = defaultdict(dict)
+
+    async def fetch(
+        self, targets: Sequence[Source], validators: Mapping[str, FeedValidators], retries: pa.Table
+    ) -> None:
+        """Fetch every feed, then wait for their sources' preparation, pages and extractions."""
+        ours = pc.is_in(retries.column("source_id"), value_set=pa.array(list(self.by_id), pa.string()))
+        self.retried, self.kept_waiting = retries.filter(ours), retries.filter(pc.invert(ours))
+        for plan in retry_plans(self.retried):
+            self.page_tasks.append((plan, asyncio.create_task(self._page(plan)), True))
+        try:
+            await fetch_feeds(targets, validators, self.settings, on_result=self.arrived, gates=self.gates)
+            await asyncio.gather(*self.preparing, return_exceptions=True)
+            await self._wait_for_pages()
+        finally:
+            if self.pages is not None:
+                await self.pages.close()
+
+    def arrived(self, result: FetchResult) -> None:
+        """A feed's final result (in the loop): its source goes to the worker thread."""
+        if result.body is not None and not self.preloading:
+            self.preloading = True
+            preload_great_expectations()
+        self.preparing.append(asyncio.ensure_future(self._prepare(result)))
+
+    async def _prepare(self, result: FetchResult) -> None:
+        loop = asyncio.get_running_loop()
+        source = self.by_id[result.source_id]
+        report = self.reports[result.source_id]
+        try:
+            prepared = await loop.run_in_executor(self.worker, self._prepare_source, result, source)
+        except Exception as exc:  # noqa: BLE001 - the boundaries inside should have held it: a backstop
+            with SourceBoundary(report, "normalize"):
+                raise exc
+            return
+        self.prepared[result.source_id] = prepared
+        for plan in prepared.plans:
+            self.page_tasks.append((plan, asyncio.create_task(self._page(plan)), False))
+
+    def _prepare_source(self, result: FetchResult, source: Source) -> _Prepared:
+        # In the worker thread: everything here is per source and behind its boundaries.
+        report = self.reports[source.id]
+        exchange = None
+        if result.body is not None:  # captured even when it does not parse: that is when it is needed
+            with SourceBoundary(report, "fetch") as step:
+                exchange = feed_exchange(result, source)
+            if step.failed:
+                return _Prepared(None, None, [], None)
+        normalized = normalize_fetched([result], [source], self.run_id, self.reports)
+        new = drop_duplicates(self.store, normalized, self.reports)
+        if not new:
+            return _Prepared(normalized[0] if normalized else None, None, [], exchange)
+        with SourceBoundary(report, "full_text") as step:
+            plans = page_plans(new[0].rows, source.full_text)
+        if step.failed:  # a source that failed here leaves the run, as at every stage
+            return _Prepared(normalized[0], None, [], exchange)
+        return _Prepared(normalized[0], new[0], plans, exchange)
+
+    async def _page(self, plan: PagePlan) -> PageOutcome:
+        if self.pages is None:
+            # Pages get a client of their own (the gates are shared): httpcore scans every connection
+            # of its pool for each request, so one pool sized for both cost more CPU than it saved.
+            self.pages = PageFetcher(self.settings, robots=RobotsCache(self.settings), gates=self.gates)
+        result = await self.pages.start(plan.request)
+        if result.http_status is not None:
+            self.page_exchanges.append(page_exchange(result))
+        if result.status != OK or result.body is None:
+            return PageOutcome(result, None)
+        job = extraction_job(result, plan)
+        future = extract_in_pool(job, self.processes)
+        await asyncio.wait([asyncio.wrap_future(future)])
+        return PageOutcome(result, article_or_failed(future, job))
+
+    async def _wait_for_pages(self) -> None:
+        if not self.page_tasks:
+            return
+        run_limit = page_run_limit(len(self.page_tasks), self.settings)
+        tasks = [task for _, task, _ in self.page_tasks]
+        await asyncio.wait(tasks, timeout=run_limit)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for plan, task, retry in self.page_tasks:
+            request = plan.request
+            if task.cancelled() or task.exception() is not None:
+                outcome = PageOutcome(timed_out_page(request, run_limit, datetime.now(UTC)), None)
+            else:
+                outcome = task.result()
+            found = self.retry_outcomes if retry else self.outcomes
+            found[request.source_id][request.article_id] = outcome
+
+    def finish(self) -> FetchedSources:
+        """The stage's result, sources in ``due`` order, each source's pages applied to its rows."""
+        normalized, planned, exchanges = [], [], []
+        for source in self.due:
+            prepared = self.prepared.get(source.id)
+            if prepared is None:
+                continue
+            if prepared.normalized is not None:
+                normalized.append(prepared.normalized)
+            if prepared.exchange is not None:
+                exchanges.append(prepared.exchange)
+            if prepared.new is not None:
+                planned.append(prepared.new)
+        new = apply_pages(planned, self.outcomes, self.reports)
+        new, retries = self._retry_results(new)
+        return FetchedSources(normalized, new, [*exchanges, *self.page_exchanges], retries)
+
+    def _retry_results(self, new: list[NormalizedSource]) -> tuple[list[NormalizedSource], pa.Table | None]:
+        """The new rows plus the retried rows that got their page; the retry list after this run."""
+        limit = self.settings.page_attempts
+        # A source that failed this run commits nothing: its rows wait as they were.
+        failed = [r.source_id for r in self.reports.values() if r.status == "error"]
+        lost = pc.is_in(self.retried.column("source_id"), value_set=pa.array(failed, pa.string()))
+        retried, unchanged = self.retried.filter(pc.invert(lost)), self.retried.filter(lost)
+        versions, waiting = retried_rows(retried, self.retry_outcomes, self.run_id, limit)
+        by_source = {item.source_id: item for item in new}
+        for source_id, rows in versions.items():
+            report = self.reports[source_id]
+            report.warnings.append(
+                f"full text: {rows.num_rows} page(s) that failed before gave their body now"
+            )
+            item = by_source.get(source_id)
+            if item is None:
+                by_source[source_id] = NormalizedSource(source_id, rows, None)
+            else:
+                schema = item.rows.schema
+                both = [pa.Table.from_batches([item.rows]), pa.Table.from_batches([rows]).cast(schema)]
+                merged = pa.concat_tables(both).combine_chunks().to_batches()
+                by_source[source_id] = replace(item, rows=merged[0] if merged else item.rows)
+        ordered = [by_source[s.id] for s in self.due if s.id in by_source]
+        failed_now = [failed_pages(item.rows) for item in ordered] if limit > 0 else []
+        if not self.retried.num_rows and not any(t.num_rows for t in failed_now):
+            return ordered, None
+        return ordered, pa.concat_tables([self.kept_waiting, unchanged, waiting, *failed_now])
+
+
+def retry_plans(retries: pa.Table) -> list[PagePlan]:
+    """The page requests of rows waiting for a retry (every one: the rule chose them already)."""
+    plans = []
+    columns = ["source_id", "article_id", "url", "title", "summary_text", "content_text", "content_source"]
+    for row in retries.select(columns).to_pylist():
+        if row["url"]:
+            request = PageRequest(row["source_id"], row["article_id"], row["url"])
+            plans.append(PagePlan(request, row["title"], feed_text(row)))
+    return plans
+
+
+def retried_rows(
+    retries: pa.Table, outcomes: Mapping[str, Mapping[str, PageOutcome]], run_id: str, limit: int
+) -> tuple[dict[str, pa.RecordBatch], pa.Table]:
+    """Per source, the retried rows whose page gave its body (as new versions from ``run_id``), and
+    the rows that wait for another poll (retried fewer than ``limit`` times, failing in a way that
+    may pass)."""
+    versions: dict[str, pa.RecordBatch] = {}
+    waiting = []
+    for source_id in sorted(set(retries.column("source_id").to_pylist())):
+        mine = retries.filter(pc.equal(retries.column("source_id"), source_id))
+        rows = mine.drop_columns([RETRIES]).cast(ARTICLE_SCHEMA).combine_chunks().to_batches()[0]
+        applied = with_pages(rows, outcomes.get(source_id, {}))
+        got_body = pc.equal(applied.column("content_source"), "page")
+        if pc.any(got_body).as_py():
+            body = applied.filter(got_body)
+            versions[source_id] = body.set_column(
+                body.schema.get_field_index("run_id"),
+                "run_id",
+                pa.array([run_id] * body.num_rows, pa.string()),
+            )
+        attempts = pc.add(mine.column(RETRIES), 1)
+        again = pc.and_(
+            pc.invert(got_body),
+            pc.and_(
+                pa.array([page_may_recover(s) for s in applied.column("page_status").to_pylist()]),
+                pc.less(attempts, limit),
+            ),
+        )
+        still = pa.Table.from_batches([applied]).append_column(RETRIES, attempts).filter(again)
+        waiting.append(still.cast(RETRY_SCHEMA))
+    return versions, pa.concat_tables(waiting) if waiting else RETRY_SCHEMA.empty_table()
+
+
+def failed_pages(rows: pa.RecordBatch) -> pa.Table:
+    """A source's new rows whose page failed in a way that may pass, as retry rows (no retry yet)."""
+    recover = pa.array([page_may_recover(s) for s in rows.column("page_status").to_pylist()], pa.bool_())
+    failed = pa.Table.from_batches([rows]).filter(recover)
+    retries = pa.array([0] * failed.num_rows, pa.int32())
+    return failed.append_column(RETRIES, retries).cast(RETRY_SCHEMA)
 
 
 def add_full_text(
@@ -29,8 +361,7 @@ def add_full_text(
     """Fetch and extract the pages of new teaser items; every source's rows get their page columns.
 
     Pages of all sources are fetched together (the per-host gate keeps each site's pace) and
-    extracted in worker processes. A page that fails costs its row nothing: the row keeps the
-    feed's text and says why in ``page_status``. Returns the rows and the raw page exchanges.
+    extracted in the extraction pool. Returns the rows and the raw page exchanges.
     """
     plans: dict[tuple[str, str], PagePlan] = {}
     planned = []
@@ -42,39 +373,49 @@ def add_full_text(
             planned.append(item)
     requests = [plan.request for plan in plans.values()]
     results = fetch_pages(requests, settings, robots=RobotsCache(settings)) if requests else []
-    fetched = [r for r in results if r.status == "ok" and r.body is not None]
-    jobs = [_extraction_job(r, plans[(r.request.source_id, r.request.article_id)]) for r in fetched]
+    fetched = [r for r in results if r.status == OK and r.body is not None]
+    jobs = [extraction_job(r, plans[(r.request.source_id, r.request.article_id)]) for r in fetched]
     processes = settings.extract_processes or os.cpu_count() or 1
     extracted = dict(zip((id(r) for r in fetched), extract_articles(jobs, processes), strict=True))
     outcomes: dict[str, dict[str, PageOutcome]] = defaultdict(dict)
     for result in results:
         outcome = PageOutcome(result, extracted.get(id(result)))
         outcomes[result.request.source_id][result.request.article_id] = outcome
-    done = []
-    for item in planned:
-        report = reports[item.source_id]
-        with SourceBoundary(report, "full_text") as step:
-            rows = with_pages(item.rows, outcomes[item.source_id])
-            report.pages_tried = len(outcomes[item.source_id])
-            report.pages_used = pc.sum(pc.equal(rows.column("content_source"), "page")).as_py() or 0
-            failed = Counter(
-                o.article.status if o.article is not None else o.result.status
-                for o in outcomes[item.source_id].values()
-                if o.article is None or o.article.status != "ok"
-            )
-            if failed:
-                tried = len(outcomes[item.source_id])
-                reasons = ", ".join(f"{status} {count}" for status, count in failed.most_common())
-                report.warnings.append(
-                    f"full text: {sum(failed.values())} of {tried} pages gave no body ({reasons})"
-                )
-        if not step.failed:
-            done.append(replace(item, rows=rows))
-    # Every answer a server gave (a 404 too: its status is the record), none for pages never sent.
+    done = apply_pages(planned, outcomes, reports)
     return done, [page_exchange(r) for r in results if r.http_status is not None]
 
 
-def _extraction_job(result: PageResult, plan: PagePlan) -> ExtractionJob:
+def apply_pages(
+    planned: Sequence[NormalizedSource],
+    outcomes: Mapping[str, Mapping[str, PageOutcome]],
+    reports: dict[str, SourceReport],
+) -> list[NormalizedSource]:
+    """Each source's rows with its page outcomes applied, and the pages counted in its report."""
+    done = []
+    for item in planned:
+        report = reports[item.source_id]
+        mine = outcomes.get(item.source_id, {})
+        with SourceBoundary(report, "full_text") as step:
+            rows = with_pages(item.rows, mine)
+            report.pages_tried = len(mine)
+            report.pages_used = pc.sum(pc.equal(rows.column("content_source"), "page")).as_py() or 0
+            failed = Counter(
+                o.article.status if o.article is not None else o.result.status
+                for o in mine.values()
+                if o.article is None or o.article.status != OK
+            )
+            if failed:
+                reasons = ", ".join(f"{status} {count}" for status, count in failed.most_common())
+                report.warnings.append(
+                    f"full text: {sum(failed.values())} of {len(mine)} pages gave no body ({reasons})"
+                )
+        if not step.failed:
+            done.append(replace(item, rows=rows))
+    return done
+
+
+def extraction_job(result: PageResult, plan: PagePlan) -> ExtractionJob:
+    """What the extractor gets for a fetched page: its bytes and URL, and the item's title and teaser."""
     return ExtractionJob(
         page=result.body or b"",
         url=result.final_url or result.request.url,
@@ -96,4 +437,28 @@ def page_exchange(result: PageResult) -> RawExchange:
         status=result.http_status or 0,
         response_headers=result.headers,
         body=result.body or b"",
+    )
+
+
+def feed_exchange(result: FetchResult, source: Source) -> RawExchange:
+    """A fetched feed document as a raw exchange for the run's WARC capture, its secrets redacted.
+
+    A value substituted into the source's URL (a ``${FEEDLAKE_VAR_*}`` token) is replaced by its
+    placeholder in the URL, the headers and the body alike (a feed may quote its own URL): the
+    capture of such a feed is not byte-exact, by design, since credentials never reach the lake.
+    """
+    body = result.body or b""
+    if source.substitutions:
+        # latin-1 maps every byte to one character and back, so the rest of the body is unchanged.
+        body = source.redact(body.decode("latin-1")).encode("latin-1", "replace")
+    return RawExchange(
+        kind="feed",
+        source_id=result.source_id,
+        article_id=None,
+        url=source.redact(result.final_url or result.url),
+        fetched_at=result.fetched_at,
+        request_headers={k: source.redact(v) for k, v in result.request_headers.items()},
+        status=result.status or 200,
+        response_headers={k: source.redact(v) for k, v in result.response_headers.items()},
+        body=body,
     )

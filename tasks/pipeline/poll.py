@@ -10,20 +10,18 @@ each source behind its own boundary. The whole run holds the lake in one ``lake_
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from feedlake.schemas.article import quarantine_schema
 from feedlake.tasks.errors import DamagedObjectError, FeedlakeError
-from feedlake.tasks.fetch.client import fetch_feeds_blocking
 from feedlake.tasks.health.records import (
     HEALTH_COLUMNS,
     fetch_targets,
@@ -34,11 +32,17 @@ from feedlake.tasks.health.records import (
     write_health,
 )
 from feedlake.tasks.lake.layout import commit_key, new_run_id, raw_capture_key, validation_key
+from feedlake.tasks.lake.page_retries import (
+    RETRY_SCHEMA,
+    page_retries_object,
+    prune_page_retries,
+    read_page_retries,
+)
 from feedlake.tasks.lake.raw_capture import warc_bytes
 from feedlake.tasks.lake.source_state import set_aside
 from feedlake.tasks.lake.storage import ObjectStore, open_store
 from feedlake.tasks.lake.transaction import lake_transaction
-from feedlake.tasks.pipeline.full_text import add_full_text
+from feedlake.tasks.pipeline.full_text import add_full_text, feed_exchange, fetch_sources
 from feedlake.tasks.pipeline.hooks import PipelineHooks
 from feedlake.tasks.pipeline.stages import (
     NormalizedSource,
@@ -141,47 +145,16 @@ def validate_sources(
         return with_held_items(validate_rows(kept, feeds, suite), kept), kept
 
 
-def fetch_and_normalize(
-    targets: Sequence[Source],
-    validators: Mapping[str, FeedValidators],
-    settings: FeedlakeSettings,
-    due: Sequence[Source],
-    run_id: str,
-    reports: dict[str, SourceReport],
-) -> list[NormalizedSource]:
-    """Fetch the due sources; parse and normalize each body while the rest are still on the wire.
-
-    A poll mostly waits on feed servers: one worker thread parses what has arrived meanwhile, and
-    the first body starts Great Expectations' import for the validate stage (a run in which every
-    source answers 304 never imports it). Results come back in ``due`` order, as if run in turn.
-    """
-    by_id = {s.id: s for s in due}
-    order = {s.id: n for n, s in enumerate(due)}
-    parsed: list[tuple[str, Future[list[NormalizedSource]]]] = []
-    preloading: list[threading.Thread] = []
-    # The event loop and the parse thread share the GIL; by default a waiting thread gets it only
-    # after 5 ms, a delay every response would pay while a parse runs. Hand it over sooner.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, 0.0005))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-normalize") as worker:
-
-        def arrived(result: FetchResult) -> None:
-            if result.body is not None and not preloading:
-                preloading.append(preload_great_expectations())
-            source = [by_id[result.source_id]]
-            future = worker.submit(normalize_fetched, [result], source, run_id, reports)
-            parsed.append((result.source_id, future))
-
-        try:
-            fetch_feeds_blocking(targets, validators, settings, on_result=arrived)
-        finally:
-            sys.setswitchinterval(switch_interval)
-        normalized = []
-        for source_id, future in parsed:
-            # normalize_fetched isolates each source already; this is the boundary's backstop.
-            with SourceBoundary(reports[source_id], "normalize"):
-                normalized += future.result()
-    return sorted(normalized, key=lambda n: order[n.source_id])
+def read_retries_or_start_afresh(store: ObjectStore, warnings: list[str], logger: Any) -> pa.Table:
+    """The rows waiting for a page retry; a damaged list is set aside with a warning (those pages
+    are not retried: their rows keep the feed's text, which they already have)."""
+    try:
+        return read_page_retries(store)
+    except DamagedObjectError as exc:
+        moved = set_aside(store, exc.key)
+        warnings.append(f"{exc.reason}; moved to {moved}, no earlier page is retried")
+        logger.warning("%s", warnings[-1])
+        return RETRY_SCHEMA.empty_table()
 
 
 def commit_delays(settings: FeedlakeSettings) -> list[float]:
@@ -217,20 +190,33 @@ def _poll_under_lease(
     validators = read_stored_validators(store, due, reports)
     # A source whose state could not be read has failed already: it is not fetched.
     due_now = [s for s in due if reports[s.id].status != "error"]
+    by_id = {s.id: s for s in catalog}
+    extra_objects: list[tuple[str, bytes]] = []
     if pushed is None:
         targets = fetch_targets(due_now, health)
-        fetch_normalize = hooks.stage("fetch-parse-normalize", fetch_and_normalize)
-        normalized = fetch_normalize(targets, validators, settings, due_now, run_id, reports)
+        retries = read_retries_or_start_afresh(store, lake_warnings, logger)
+        fetch_stage = hooks.stage("fetch-parse-dedup-pages", fetch_sources)
+        fetched = fetch_stage(targets, validators, settings, due_now, run_id, reports, store, retries)
+        normalized, unique, exchanges = fetched.normalized, fetched.new, fetched.exchanges
+        if fetched.retries is not None:
+            extra_objects.append(page_retries_object(run_id, fetched.retries))
     else:
         preload_great_expectations()
         # A pushed document carries no HTTP validators: keep the ones polls stored.
-        fetched = [replace(pushed[s.id], validators=validators.get(s.id, FeedValidators())) for s in due_now]
-        normalized = hooks.stage("parse-normalize", normalize_fetched)(fetched, due_now, run_id, reports)
+        documents = [
+            replace(pushed[s.id], validators=validators.get(s.id, FeedValidators())) for s in due_now
+        ]
+        normalized = hooks.stage("parse-normalize", normalize_fetched)(documents, due_now, run_id, reports)
+        unique = hooks.stage("dedup", drop_duplicates)(store, normalized, reports)
+        # New items only: a page is fetched once per new version of an item, never for a duplicate.
+        unique, exchanges = hooks.stage("full-text", add_full_text)(unique, by_id, settings, reports)
+        exchanges += [feed_exchange(d, by_id[d.source_id]) for d in documents if d.body is not None]
     logger.info("parsed %d of %d due sources (%d backing off)", len(normalized), len(due), len(waiting))
-    unique = hooks.stage("dedup", drop_duplicates)(store, normalized, reports)
-    # New items only: a page is fetched once per new version of an item, never for a duplicate.
-    by_id = {s.id: s for s in catalog}
-    unique, exchanges = hooks.stage("full-text", add_full_text)(unique, by_id, settings, reports)
+    # The capture is compressed in a thread while the rows are validated: zlib lets go of the GIL,
+    # and by now the extraction workers are done with the other core.
+    capturing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-capture")
+    capture = capturing.submit(warc_bytes, exchanges, run_id) if exchanges else None
+    capturing.shutdown(wait=False)
     last_items = {source_id: record.last_items for source_id, record in health.items()}
     validate_started = time.perf_counter()
     facts = feed_facts(normalized, reports, last_items)
@@ -248,8 +234,8 @@ def _poll_under_lease(
     }
     quality = validation_document(outcome, run_id, "poll", unreachable)
     quality_files = quality_objects(quality, store.uri())
-    # The pages' raw responses, committed with the run (and rolled back with it): reextract reads them.
-    raw = [(raw_capture_key(run_id), warc_bytes(exchanges, run_id))] if exchanges else []
+    # The feeds' and pages' raw responses, committed with the run (and rolled back with it).
+    raw = [(raw_capture_key(run_id), capture.result())] if capture is not None else []
     committer = hooks.stage(
         "write-commit", write_and_commit, settings.commit_retries, commit_delays(settings)
     )
@@ -261,8 +247,13 @@ def _poll_under_lease(
         reports,
         settings.row_group_rows,
         settings.lease_seconds,
-        [*quality_files, *raw],
+        [*quality_files, *raw, *extra_objects],
     )
+    if extra_objects:
+        try:
+            prune_page_retries(store, run_id)
+        except FeedlakeError as exc:  # the list is committed; older ones only take room
+            logger.warning("could not prune older page retry lists: %s", exc)
     if quality_files:
         hooks.publish("feedlake-data-quality", quality_markdown(quality), "Data quality per source")
     try:

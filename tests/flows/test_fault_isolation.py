@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import feedlake.tasks.pipeline.full_text
 import feedlake.tasks.pipeline.poll
 import feedlake.tasks.pipeline.stages
 from feedlake.tasks.fetch.client import build_client, fetch_feeds
@@ -51,15 +51,15 @@ class ExplodingResult:
 
 
 def inject_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = feedlake.tasks.pipeline.poll.fetch_feeds_blocking
+    original = feedlake.tasks.pipeline.full_text.fetch_feeds
 
-    def fetch(targets, validators, settings, on_result):
+    async def fetch(targets, validators, settings, on_result, **options):
         def arrived(result):
             on_result(ExplodingResult(result) if result.source_id == BAD else result)
 
-        return original(targets, validators, settings, on_result=arrived)
+        return await original(targets, validators, settings, on_result=arrived, **options)
 
-    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "fetch_feeds_blocking", fetch)
+    monkeypatch.setattr(feedlake.tasks.pipeline.full_text, "fetch_feeds", fetch)
 
 
 def inject_inside_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,30 +69,29 @@ def inject_inside_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
         if request.url.path.endswith(BAD_PATH):
             raise ValueError("the client tripped over its own feet")
 
-    def fetch(targets, validators, settings, on_result):
-        async def run():
-            async with build_client(settings) as client:
-                client.event_hooks = {"request": [explode], "response": []}
-                return await fetch_feeds(targets, validators, settings, client=client, on_result=on_result)
+    async def fetch(targets, validators, settings, on_result, **options):
+        async with build_client(settings) as client:
+            client.event_hooks = {"request": [explode], "response": []}
+            return await fetch_feeds(
+                targets, validators, settings, client=client, on_result=on_result, **options
+            )
 
-        return asyncio.run(run())
-
-    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "fetch_feeds_blocking", fetch)
+    monkeypatch.setattr(feedlake.tasks.pipeline.full_text, "fetch_feeds", fetch)
 
 
 def inject_result_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """The poll's own handler of fetched results raises for the bad source, inside the fetch's loop."""
-    original = feedlake.tasks.pipeline.poll.fetch_feeds_blocking
+    original = feedlake.tasks.pipeline.full_text.fetch_feeds
 
-    def fetch(targets, validators, settings, on_result):
+    async def fetch(targets, validators, settings, on_result, **options):
         def arrived(result):
             if result.source_id == BAD and result.error is None:
                 raise RuntimeError("the handler dropped it")
             on_result(result)
 
-        return original(targets, validators, settings, on_result=arrived)
+        return await original(targets, validators, settings, on_result=arrived, **options)
 
-    monkeypatch.setattr(feedlake.tasks.pipeline.poll, "fetch_feeds_blocking", fetch)
+    monkeypatch.setattr(feedlake.tasks.pipeline.full_text, "fetch_feeds", fetch)
 
 
 def inject_validate(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,6 +144,10 @@ STAGES = {
 @pytest.fixture
 def run_log() -> Iterator[list[logging.LogRecord]]:
     """Records the flow run's logger emits (Prefect's loggers do not propagate to caplog)."""
+    # Prefect configures its logging (dictConfig) once ``prefect.main`` is imported, which the first
+    # flow import does: that would drop a handler added before. Have it done first.
+    import prefect.main  # noqa: F401
+
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]

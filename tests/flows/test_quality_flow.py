@@ -17,6 +17,7 @@ import pytest
 
 from feedlake.flows.cli import EXIT_OK, main
 from feedlake.tasks.lake.commit import list_commits
+from feedlake.tasks.lake.layout import raw_capture_key
 from feedlake.tasks.lake.storage import open_store
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
 from tests.conftest import CASES, write_sources
@@ -80,7 +81,9 @@ def test_validation_results_are_committed_with_the_run(polled) -> None:
     store = open_store(str(lake))
     record = list_commits(store)[-1]
     assert record.run_id == summary.run_id
+    # The validation results, and the raw capture of the feed documents the run fetched.
     assert sorted(record.reports) == [
+        raw_capture_key(summary.run_id),
         f"_validation/{summary.run_id}.html",
         f"_validation/{summary.run_id}.json",
     ]

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedlake.flows.demo import bundled_pages
-from feedlake.tasks.demo.snapshot_server import serve_snapshots
+from feedlake.tasks.demo.snapshot_server import bundled_pages, serve_snapshots
 from feedlake.tasks.settings import FeedlakeSettings
 from tests.conftest import write_sources
 from tests.support.paths import CASES
@@ -19,7 +18,7 @@ FEED = "corpus/af.mil-mirror_TecnologiaNova/RSS3a26.ashx.xml"
 @pytest.fixture
 def af_mil(tmp_path: Path) -> Iterator[tuple[Path, FeedlakeSettings]]:
     """A sources file with the af.mil news feed (full_text: auto) and settings reaching its pages."""
-    hosts = bundled_pages()
+    hosts = bundled_pages(CASES / "pages" / "af.mil" / "LINKS.tsv")
     pages = {target: path for by_path in hosts.values() for target, path in by_path.items()}
     with serve_snapshots(CASES, pages=pages) as base_url:
         sources = write_sources(tmp_path / "sources.yaml", [("af-mil-news", f"{base_url}/{FEED}")], "auto")

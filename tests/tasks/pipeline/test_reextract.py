@@ -10,19 +10,19 @@ import pyarrow.dataset as ds
 import pytest
 
 import feedlake
-import feedlake.tasks.pipeline.full_text
+import feedlake.tasks.full_text.extract
 from feedlake.schemas.article import ARTICLE_SCHEMA
-from feedlake.tasks.full_text.extract import PageArticle, extract_articles
+from feedlake.tasks.full_text.extract import ExtractionJob, PageArticle, extract_article
 from feedlake.tasks.lake.storage import open_store
 from feedlake.tasks.pipeline.reextract import run_reextract
 from feedlake.tasks.settings import FeedlakeSettings
 from tests.support.crash_store import Killed
 
 
-def first_paragraph_only(jobs: Any, processes: int) -> list[PageArticle]:
+def first_paragraph_only(job: ExtractionJob) -> PageArticle:
     """Last year's extractor: it lost the second half of each body."""
-    found = extract_articles(jobs, processes)
-    return [a if a.text is None else replace(a, text=a.text[: len(a.text) // 2] + " [cut]") for a in found]
+    found = extract_article(job)
+    return found if found.text is None else replace(found, text=found.text[: len(found.text) // 2] + " [cut]")
 
 
 def latest_bodies(lake: Path) -> dict[str, tuple[str, str]]:
@@ -47,8 +47,9 @@ def lake_of_last_year(
     sources, settings = af_mil
     lake = tmp_path / "lake"
     with monkeypatch.context() as patch:
-        patch.setattr(feedlake.tasks.pipeline.full_text, "extract_articles", first_paragraph_only)
-        feedlake.poll(sources, lake, settings)
+        # One extraction process is a thread of this one, where the patch holds.
+        patch.setattr(feedlake.tasks.full_text.extract, "extract_article", first_paragraph_only)
+        feedlake.poll(sources, lake, settings.model_copy(update={"extract_processes": 1}))
     return lake, settings.model_copy(update={"lake": str(lake), "connect_to": ""})
 
 
