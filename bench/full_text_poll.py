@@ -30,7 +30,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.extraction import load_pages  # noqa: E402
 from bench.latency_server import site_address  # noqa: E402
 from bench.poll_cycle import latency_server, write_sources  # noqa: E402
-from bench.table import Figure, publish  # noqa: E402
+from bench.table import Figure, measure_and_publish  # noqa: E402
 
 WALL_TARGET_RATIO = 1.5
 
@@ -191,12 +190,7 @@ def main() -> int:
         return 0
     if args.quick:
         args.feeds, args.runs = 200, 1
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="feedlake-bench-") as scratch:
-        table, details = measure(args, Path(scratch))
-    details["bench_seconds"] = time.monotonic() - started
-    publish("full_text_poll", table, details)
-    return 0
+    return measure_and_publish("full_text_poll", measure, args)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "corpus_poll": ([], ["--runs", "1", "--copies", "3"]),
     "poll_cycle": ([], ["--quick"]),
     "full_text_poll": ([], ["--quick"]),
+    "peers": ([], ["--quick"]),
     "backfill": ([], ["--articles", "50000"]),
     "lake_size": ([], ["--quick"]),
 }

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -98,6 +102,18 @@ def markdown_lines(figures: list[Figure]) -> list[str]:
             f"| {f.target or ''} | {met} |"
         )
     return lines
+
+
+def measure_and_publish(
+    name: str, measure: Callable[[Any, Path], tuple[list[Figure], dict[str, Any]]], args: Any
+) -> int:
+    """Run ``measure(args, scratch)`` in a scratch folder, then publish its figures as ``name``."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="feedlake-bench-") as scratch:
+        figures, details = measure(args, Path(scratch))
+    details["bench_seconds"] = time.monotonic() - started
+    publish(name, figures, details)
+    return 0
 
 
 def publish(name: str, figures: list[Figure], details: dict[str, object] | None = None) -> Path:

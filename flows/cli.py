@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Mapping, Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feedlake.flows.cli_sources import add_sources_subcommands, run_sources_subcommand
@@ -43,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     poll = commands.add_parser("poll", help="poll every enabled source once into the lake")
     poll.add_argument("--sources", help="sources file (default: FEEDLAKE_SOURCES or the default catalog)")
     poll.add_argument("--lake", help="lake URL: ./path, file:///abs/path (default: FEEDLAKE_LAKE or ./lake)")
+    poll.add_argument(
+        "--prefect",
+        action="store_true",
+        help="run as a Prefect flow run even when no Prefect API is configured (starts a temporary one)",
+    )
     sources = commands.add_parser("sources", help="work with sources files")
     sources_commands = sources.add_subparsers(dest="sources_command", required=True)
     check = sources_commands.add_parser("check", help="validate a sources file, listing every error")
@@ -112,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser("demo", help="poll bundled feed snapshots over local HTTP into ./lake")
     demo.add_argument("--lake", default="./lake", help="lake URL (default: ./lake)")
+    demo.add_argument("--prefect", action="store_true", help="as a Prefect flow run, as for poll")
     return parser
 
 
@@ -140,8 +149,6 @@ def add_quality_commands(commands: Any) -> None:
 
 def quiet_third_parties() -> None:
     """Defaults (before Prefect is imported) that keep Prefect's and GX's chatter off the console."""
-    import os
-    from pathlib import Path
 
     os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
     # Telemetry needs the internet these machines lack, and its writes lock the embedded SQLite API.
@@ -196,10 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from feedlake.flows.demo import run_demo
 
-            return print_summary(run_demo(args.lake))
-        from feedlake.flows.poll import poll_flow
-
-        return print_summary(poll_flow(sources=args.sources, lake=args.lake))
+            return print_summary(
+                run_demo(args.lake, lambda sources, lake: poll_command(sources, lake, args.prefect))
+            )
+        return print_summary(poll_command(args.sources, args.lake, args.prefect))
     except TerminalError as exc:
         print(f"feedlake: cannot run: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -208,9 +215,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
 
 
+def poll_command(sources: str | None, lake: str | None, prefect: bool) -> RunSummary:
+    """``feedlake poll``: a Prefect flow run when a Prefect API is configured (or ``--prefect``), else
+    the same pipeline run in this process: no API to start, the same summary, reports and lake."""
+    if prefect or prefect_api_configured(os.environ) or _prefect_loaded_with_an_api():
+        from feedlake.flows.poll import poll_flow
+
+        return poll_flow(sources=sources, lake=lake)
+    from feedlake.tasks.pipeline.poll import run_poll
+    from feedlake.tasks.settings import settings_with
+
+    return run_poll(settings_with(sources=sources, lake=lake))
+
+
+def _prefect_loaded_with_an_api() -> bool:
+    # A caller that has loaded Prefect (a test harness, a script) may have set the API in-process.
+    if "prefect.settings" not in sys.modules:
+        return False
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def prefect_api_configured(environ: Mapping[str, str]) -> bool:
+    """Whether ``PREFECT_API_URL`` is set in ``environ`` or in the active profile of Prefect's profiles
+    file (read here, so that the check itself does not import Prefect)."""
+    if environ.get("PREFECT_API_URL", "").strip():
+        return True
+    home = Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    active = environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    profile = (profiles.get("profiles") or {}).get(active) or {}
+    return isinstance(profile, dict) and bool(str(profile.get("PREFECT_API_URL") or "").strip())
+
+
 def check_command(path: str) -> int:
     """Print every problem of a sources file; exit 0 only if there are none."""
-    import os
 
     result = check_sources(path, os.environ)
     for problem in result.problems:
@@ -225,9 +269,7 @@ def check_command(path: str) -> int:
 
 def status_command(lake: str | None, sources_file: str | None) -> int:
     """Print every source's state (stale, failing, backing off, ok) with the reason and UTC times."""
-    import os
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from feedlake.tasks.health.records import SourceHealth, read_health
     from feedlake.tasks.health.status import STATUS_COLUMNS, status_rows
@@ -309,7 +351,6 @@ def print_replay(result: ReplayResult) -> int:
 def quality_report_command(lake: str | None, out: str, runs: int) -> int:
     """Render the last ``runs`` validation results of a lake as one HTML page."""
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from feedlake.tasks.lake.layout import VALIDATION
     from feedlake.tasks.lake.storage import open_store
@@ -346,7 +387,6 @@ def deploy_command(pool: str, sources: str | None, lake: str | None) -> int:
     from feedlake.tasks.settings import settings_with
 
     settings = settings_with(sources=sources, lake=lake)
-    from pathlib import Path
 
     for deployment in build_deployments(settings):
         # Process workers run the flow from this folder: every worker has the same code there.
@@ -367,7 +407,6 @@ def serve_command(sources: str | None, lake: str | None) -> int:
 
 def backfill_command(args: argparse.Namespace) -> int:
     """Run the backfill flow and print what it did."""
-    import os
 
     from feedlake.flows.backfill import backfill_flow, backfill_with_dask
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from feedlake.flows.poll import poll_flow
 from feedlake.tasks.demo.snapshot_server import bundled_pages, serve_snapshots
 from feedlake.tasks.errors import ConfigError
 from feedlake.tasks.pipeline.summary import RunSummary
@@ -18,8 +18,9 @@ SNAPSHOT_VARIABLE = "FEEDLAKE_VAR_SNAPSHOTS"
 PAGE_LINKS = SNAPSHOTS / "pages" / "af.mil" / "LINKS.tsv"
 
 
-def run_demo(lake: str) -> RunSummary:
-    """Poll the demo catalog from a local snapshot server into ``lake``."""
+def run_demo(lake: str, poll: Callable[[str, str], RunSummary]) -> RunSummary:
+    """Poll the demo catalog from a local snapshot server into ``lake`` with ``poll(sources, lake)``
+    (``feedlake poll``'s: a Prefect flow run when a Prefect API is configured, else in-process)."""
     if not SNAPSHOTS.is_dir() or not DEMO_SOURCES.is_file():
         raise ConfigError(f"the demo needs a source checkout (missing {SNAPSHOTS} or {DEMO_SOURCES})")
     hosts = bundled_pages(PAGE_LINKS)
@@ -34,4 +35,4 @@ def run_demo(lake: str) -> RunSummary:
         os.environ["FEEDLAKE_CONNECT_TO"] = ",".join(f"{host}:80={address}" for host in hosts)
         # The snapshot server is on loopback, which later hardening refuses by default.
         os.environ.setdefault("FEEDLAKE_ALLOW_PRIVATE_NETWORKS", "true")
-        return poll_flow(sources=str(DEMO_SOURCES), lake=lake)
+        return poll(str(DEMO_SOURCES), lake)

@@ -25,6 +25,11 @@ class PrefectChatterFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """False for a record the console should not show (a kept record may lose its traceback)."""
         if record.levelno >= logging.WARNING:
+            if _observer_outage(record):
+                # Prefect's runner polls the API from asyncio callbacks; during an API restart the
+                # callback's task fails and asyncio logs it as an ERROR with a traceback, although
+                # the runner goes on (a test restarts the server under `feedlake serve`).
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
             if (
                 record.levelno == logging.WARNING
                 and record.exc_info
@@ -42,6 +47,14 @@ class PrefectChatterFilter(logging.Filter):
         if any(message.startswith(prefix) for prefix in CHATTER):
             return False
         return not (record.name == "prefect.task_runs" and message.startswith("Finished in state Completed"))
+
+
+def _observer_outage(record: logging.LogRecord) -> bool:
+    """asyncio's report of a Prefect runner observer whose API poll failed (the API was away)."""
+    if record.name != "asyncio" or not record.exc_info:
+        return False
+    message = record.getMessage()
+    return message.startswith("Exception in callback") and "Observer._handle_polling_task_done" in message
 
 
 def install_console_filter() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -31,6 +33,10 @@ WRITER_OPTIONS = {
     "allow_truncated_timestamps": False,
     "version": "2.6",
 }
+
+
+# Below this many files a run encodes them in turn: threads would cost more than they save.
+ENCODE_THREADS_FROM = 16
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,8 @@ def plan_files(table: pa.Table, table_root: str, row_group_rows: int) -> list[Pl
     )
     starts = [0, *(pc.indices_nonzero(changed).to_numpy() + 1).tolist(), rows.num_rows]
     source_values, day_values = sources.to_pylist(), days.to_pylist()
-    planned: list[PlannedFile] = []
-    for start, stop in zip(starts, starts[1:], strict=False):
+
+    def plan(start: int, stop: int) -> PlannedFile:
         part = rows.slice(start, stop - start)
         source_id, day = source_values[start], day_values[start]
         digest = rows_digest(part)
@@ -81,8 +87,15 @@ def plan_files(table: pa.Table, table_root: str, row_group_rows: int) -> list[Pl
             table_root, (("source_id", source_id), ("published_date", day.isoformat())), digest
         )
         body = part.drop_columns(list(PARTITION_COLUMNS))
-        planned.append(PlannedFile(key, source_id, part.num_rows, encode_parquet(body, row_group_rows)))
-    return planned
+        return PlannedFile(key, source_id, part.num_rows, encode_parquet(body, row_group_rows))
+
+    bounds = list(zip(starts, starts[1:], strict=False))
+    if len(bounds) < ENCODE_THREADS_FROM:
+        return [plan(start, stop) for start, stop in bounds]
+    # Parquet encoding runs in Arrow's C++ with the GIL released: a run of many small files (a first
+    # poll: one per source and day) encodes on every core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="feedlake-encode") as pool:
+        return list(pool.map(lambda bound: plan(*bound), bounds))
 
 
 def rows_digest(rows: pa.Table) -> str:

@@ -67,3 +67,50 @@ def test_poll_with_a_broken_sources_file_exits_non_zero(tmp_path: Path, capsys) 
     broken.write_text("sources: [")
     assert main(["poll", "--sources", str(broken), "--lake", str(tmp_path / "lake")]) == EXIT_CANNOT_RUN
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_poll_without_a_prefect_api_runs_in_process_and_never_imports_prefect(
+    tmp_path: Path, snapshot_base_url: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    sources = write_sources(
+        tmp_path / "s.yaml", [("centcom", f"{snapshot_base_url}/centcom/centcom-press-releases.RSS.ashx.xml")]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        FEEDLAKE_ALLOW_PRIVATE_NETWORKS="true",
+        PYTHONPATH=str(REPO),
+    )
+    script = (
+        "import sys\n"
+        "from feedlake.flows.cli import main\n"
+        f"code = main(['poll', '--sources', {str(sources)!r}, '--lake', {str(tmp_path / 'lake')!r}])\n"
+        "assert 'prefect' not in sys.modules, 'a one-shot poll imported prefect'\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    assert "3 rows committed" in done.stdout
+    assert not (tmp_path / "prefect-home").exists(), "no Prefect database, no temporary API"
+
+
+def test_a_prefect_api_in_the_environment_or_the_active_profile_makes_poll_a_flow_run(tmp_path: Path) -> None:
+    from feedlake.flows.cli import prefect_api_configured
+
+    home = tmp_path / "home"
+    assert not prefect_api_configured({"PREFECT_HOME": str(home)})
+    assert prefect_api_configured({"PREFECT_HOME": str(home), "PREFECT_API_URL": "http://127.0.0.1:4200/api"})
+    home.mkdir()
+    (home / "profiles.toml").write_text(
+        'active = "work"\n[profiles.work]\nPREFECT_API_URL = "http://10.0.0.5:4200/api"\n[profiles.local]\n'
+    )
+    assert prefect_api_configured({"PREFECT_HOME": str(home)})
+    assert not prefect_api_configured({"PREFECT_HOME": str(home), "PREFECT_PROFILE": "local"})
+    (home / "profiles.toml").write_text("not toml [")
+    assert not prefect_api_configured({"PREFECT_HOME": str(home)})
