@@ -152,7 +152,8 @@ class PageFetcher:
                 resolve=self._resolve,
             )
         except Exception as exc:  # noqa: BLE001 - one page's surprise is that page's status
-            return _unexpected(request, "unexpected error while fetching the page", exc, datetime.now(UTC))
+            now = datetime.now(UTC)
+            return unexpected_page(request, "unexpected error while fetching the page", exc, now)
 
     async def close(self) -> None:
         """Cancel the pages still running, wait for them, and close a client made here."""
@@ -193,7 +194,8 @@ async def fetch_pages_async(
         try:
             on_result(result)
         except Exception as exc:  # the caller's handling of one page must not sink the others
-            failed = _unexpected(result.request, "handling the fetched page failed", exc, result.fetched_at)
+            what = "handling the fetched page failed"
+            failed = unexpected_page(result.request, what, exc, result.fetched_at)
             try:
                 on_result(failed)
             except Exception:
@@ -253,7 +255,7 @@ def settled_page(
     exc = task.exception()
     if exc is None:
         return task.result()
-    return deliver(_unexpected(request, "unexpected error while fetching the page", exc, now))
+    return deliver(unexpected_page(request, "unexpected error while fetching the page", exc, now))
 
 
 async def fetch_page(
@@ -377,7 +379,7 @@ def _not_fetched(request: PageRequest, status: str, reason: str | None, at: date
     )
 
 
-def _unexpected(request: PageRequest, what: str, exc: BaseException, at: datetime) -> PageResult:
+def unexpected_page(request: PageRequest, what: str, exc: BaseException, at: datetime) -> PageResult:
     """A page's ``error`` result for an exception feedlake did not raise on purpose (a bug)."""
     log.debug("page %s: %s:\n%s", request.url, what, "".join(traceback.format_exception(exc)).rstrip())
     return _not_fetched(request, FAILED, f"{shown_host(request.url)}: {what} ({bug_reason(exc)})", at)

@@ -5,7 +5,8 @@ A page that timed out, or answered 429 or 5xx, leaves its row with the feed's te
 ``page_retries``: the later polls that tried it so far) are one Parquet object per run that changed them,
 ``_pages/<run_id>.parquet``, committed with that run (one of ``commit_run``'s ``reports``) and
 rolled back with it: a crash never leaves a retry without its row or a row retried twice. The
-latest committed object is the list; runs hold the lake's lease, so they never race for it.
+last committed object (by commit time) is the list; runs hold the lake's lease, so they never race
+for it.
 """
 
 from __future__ import annotations
@@ -35,19 +36,33 @@ def page_retries_key(run_id: str) -> str:
 
 
 def read_page_retries(store: ObjectStore) -> pa.Table:
-    """The rows waiting for a page retry, as the latest committed run left them (empty if none).
+    """The rows waiting for a page retry, as the last run to commit a list left them (empty if none).
 
-    A damaged list raises DamagedObjectError naming its key (the poll then starts a fresh list:
-    those pages are not retried, and their rows keep the feed's text, as they already have).
+    "Last" is by commit time, not run id: a run's id is minted before it waits for the lease, so
+    runs can commit out of id order (each reads the list under the lease, so the last committed
+    list is built on every earlier one). A list whose commit record is missing or damaged is not
+    committed as far as this reader knows, and is skipped (the record is recovery's business). A
+    damaged list raises DamagedObjectError naming its own key (the poll then sets it aside and
+    starts afresh: those pages are not retried, and their rows keep the feed's text).
     """
-    runs = sorted((key for key in store.list(f"{PAGES}/") if key.endswith(".parquet")), reverse=True)
     commits = set(store.list(f"{COMMITS}/"))
-    for key in runs:
+    committed: list[tuple[str, str]] = []
+    for key in store.list(f"{PAGES}/"):
+        if not key.endswith(".parquet"):
+            continue
         run_id = key.removeprefix(f"{PAGES}/").removesuffix(".parquet")
         record_key = commit_key(run_id)
         raw_record = store.get(record_key) if record_key in commits else None
-        if raw_record is None or key not in CommitRecord.from_json(raw_record, record_key).reports:
+        if raw_record is None:
             continue  # a run in flight, or one that crashed before its commit point
+        try:
+            record = CommitRecord.from_json(raw_record, record_key)
+        except DamagedObjectError:
+            log.warning("page retries: %s is not readable; its list %s is skipped", record_key, key)
+            continue
+        if key in record.reports:
+            committed.append((record.committed_at, key))
+    for _, key in sorted(committed, reverse=True):
         raw = store.get(key)
         if raw is None:
             continue
@@ -67,12 +82,12 @@ def page_retries_object(run_id: str, rows: pa.Table) -> tuple[str, bytes]:
 
 
 def prune_page_retries(store: ObjectStore, run_id: str) -> int:
-    """Delete the retry lists of runs before ``run_id`` (once ``run_id``'s is committed); how many.
+    """Delete every retry list but ``run_id``'s, once ``run_id``'s is committed; how many.
 
-    Only the latest committed list counts, so the older ones are dead weight; a crash while pruning
-    leaves some behind, harmlessly, for the next prune.
+    Runs hold the lake's lease in turn, so the list just committed is the last: the others are dead
+    weight (a crash while pruning leaves some behind, harmlessly, for the next prune).
     """
-    older = [key for key in store.list(f"{PAGES}/") if key < page_retries_key(run_id)]
-    for key in older:
+    others = [key for key in store.list(f"{PAGES}/") if key != page_retries_key(run_id)]
+    for key in others:
         store.delete(key)
-    return len(older)
+    return len(others)

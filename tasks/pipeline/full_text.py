@@ -19,6 +19,7 @@ every page a server answered (a 404 too: its status is the record), never one th
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import sys
 from collections import Counter, defaultdict
@@ -26,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +42,7 @@ from feedlake.tasks.fetch.pages import (
     fetch_pages,
     page_run_limit,
     timed_out_page,
+    unexpected_page,
 )
 from feedlake.tasks.fetch.robots import RobotsCache
 from feedlake.tasks.full_text.extract import (
@@ -66,7 +69,7 @@ from feedlake.tasks.pipeline.stages import (
     normalize_fetched,
 )
 from feedlake.tasks.settings import FeedlakeSettings
-from feedlake.tasks.sources.catalog import Source
+from feedlake.tasks.sources.catalog import Source, redact_values
 from feedlake.tasks.validate.validator import preload_great_expectations
 from feedlake.tasks.values import FeedValidators, FetchResult, SourceReport
 
@@ -81,8 +84,10 @@ class FetchedSources:
     normalized: list[NormalizedSource]
     new: list[NormalizedSource]
     exchanges: list[RawExchange] = field(default_factory=list)
-    # The page retry list after this run; None when the run left it as it was.
+    # The page retry list after this run (None when the run left it as it was), and the rows of
+    # it this run's sources had before (see settled_retries).
     retries: pa.Table | None = None
+    retries_before: pa.Table = field(default_factory=RETRY_SCHEMA.empty_table)
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ class _LiveRun:
         self.retried = RETRY_SCHEMA.empty_table()
         self.kept_waiting = RETRY_SCHEMA.empty_table()
         self.retry_outcomes: dict[str, dict[str, PageOutcome]] = defaultdict(dict)
+        self.retry_plans: dict[str, list[PagePlan]] = defaultdict(list)
 
     async def fetch(
         self, targets: Sequence[Source], validators: Mapping[str, FeedValidators], retries: pa.Table
@@ -171,8 +177,10 @@ class _LiveRun:
         """Fetch every feed, then wait for their sources' preparation, pages and extractions."""
         ours = pc.is_in(retries.column("source_id"), value_set=pa.array(list(self.by_id), pa.string()))
         self.retried, self.kept_waiting = retries.filter(ours), retries.filter(pc.invert(ours))
+        # A source's retries start once its feed is in and the source still in the run, so they
+        # never hold its host's gate ahead of its feed, and a failing source retries nothing.
         for plan in retry_plans(self.retried):
-            self.page_tasks.append((plan, asyncio.create_task(self._page(plan)), True))
+            self.retry_plans[plan.request.source_id].append(plan)
         try:
             await fetch_feeds(targets, validators, self.settings, on_result=self.arrived, gates=self.gates)
             await asyncio.gather(*self.preparing, return_exceptions=True)
@@ -201,6 +209,10 @@ class _LiveRun:
         self.prepared[result.source_id] = prepared
         for plan in prepared.plans:
             self.page_tasks.append((plan, asyncio.create_task(self._page(plan)), False))
+        retries = self.retry_plans.pop(result.source_id, [])
+        if report.status != "error":
+            for plan in retries:
+                self.page_tasks.append((plan, asyncio.create_task(self._page(plan)), True))
 
     def _prepare_source(self, result: FetchResult, source: Source) -> _Prepared:
         # In the worker thread: everything here is per source and behind its boundaries.
@@ -233,7 +245,11 @@ class _LiveRun:
             return PageOutcome(result, None)
         job = extraction_job(result, plan)
         future = extract_in_pool(job, self.processes)
-        await asyncio.wait([asyncio.wrap_future(future)])
+        try:
+            await asyncio.wait([asyncio.wrap_future(future)])
+        except asyncio.CancelledError:
+            future.cancel()  # a job still queued leaves the long-lived pool free for the next run
+            raise
         return PageOutcome(result, article_or_failed(future, job))
 
     async def _wait_for_pages(self) -> None:
@@ -247,8 +263,11 @@ class _LiveRun:
         await asyncio.gather(*tasks, return_exceptions=True)
         for plan, task, retry in self.page_tasks:
             request = plan.request
-            if task.cancelled() or task.exception() is not None:
+            if task.cancelled():
                 outcome = PageOutcome(timed_out_page(request, run_limit, datetime.now(UTC)), None)
+            elif (error := task.exception()) is not None:
+                at = datetime.now(UTC)
+                outcome = PageOutcome(unexpected_page(request, "the page's work failed", error, at), None)
             else:
                 outcome = task.result()
             found = self.retry_outcomes if retry else self.outcomes
@@ -269,7 +288,7 @@ class _LiveRun:
                 planned.append(prepared.new)
         new = apply_pages(planned, self.outcomes, self.reports)
         new, retries = self._retry_results(new)
-        return FetchedSources(normalized, new, [*exchanges, *self.page_exchanges], retries)
+        return FetchedSources(normalized, new, [*exchanges, *self.page_exchanges], retries, self.retried)
 
     def _retry_results(self, new: list[NormalizedSource]) -> tuple[list[NormalizedSource], pa.Table | None]:
         """The new rows plus the retried rows that got their page; the retry list after this run."""
@@ -280,11 +299,12 @@ class _LiveRun:
         retried, unchanged = self.retried.filter(pc.invert(lost)), self.retried.filter(lost)
         versions, waiting = retried_rows(retried, self.retry_outcomes, self.run_id, limit)
         by_source = {item.source_id: item for item in new}
+        for source_id, tried in self.retry_outcomes.items():
+            self.reports[source_id].pages_tried += len(tried)
         for source_id, rows in versions.items():
             report = self.reports[source_id]
-            report.warnings.append(
-                f"full text: {rows.num_rows} page(s) that failed before gave their body now"
-            )
+            report.pages_used += rows.num_rows
+            report.warnings.append(f"full text: {rows.num_rows} page(s) that failed before gave a body now")
             item = by_source.get(source_id)
             if item is None:
                 by_source[source_id] = NormalizedSource(source_id, rows, None)
@@ -298,6 +318,18 @@ class _LiveRun:
         if not self.retried.num_rows and not any(t.num_rows for t in failed_now):
             return ordered, None
         return ordered, pa.concat_tables([self.kept_waiting, unchanged, waiting, *failed_now])
+
+
+def settled_retries(fetched: FetchedSources, failed: set[str]) -> pa.Table | None:
+    """The retry list to commit: as the fetch stage left it, except that a source which failed
+    after it (validation, a batch held whole) keeps the rows it had: it commits no new row, so it
+    must not add a retry, nor drop one whose new version it does not commit."""
+    if fetched.retries is None or not failed:
+        return fetched.retries
+    names = pa.array(sorted(failed), pa.string())
+    after, before = fetched.retries, fetched.retries_before
+    kept = after.filter(pc.invert(pc.is_in(after.column("source_id"), value_set=names)))
+    return pa.concat_tables([kept, before.filter(pc.is_in(before.column("source_id"), value_set=names))])
 
 
 def retry_plans(retries: pa.Table) -> list[PagePlan]:
@@ -450,7 +482,7 @@ def feed_exchange(result: FetchResult, source: Source) -> RawExchange:
     body = result.body or b""
     if source.substitutions:
         # latin-1 maps every byte to one character and back, so the rest of the body is unchanged.
-        body = source.redact(body.decode("latin-1")).encode("latin-1", "replace")
+        body = redact_values(body.decode("latin-1"), quoted_forms(source)).encode("latin-1", "replace")
     return RawExchange(
         kind="feed",
         source_id=result.source_id,
@@ -462,3 +494,23 @@ def feed_exchange(result: FetchResult, source: Source) -> RawExchange:
         response_headers={k: source.redact(v) for k, v in result.response_headers.items()},
         body=body,
     )
+
+
+def quoted_forms(source: Source) -> list[tuple[str, str]]:
+    """Every (placeholder name, form) a substituted value may take inside a document: as written,
+    XML/HTML-escaped (``&amp;``), JSON-escaped (``\\/``), percent-encoded in lower case, and its
+    UTF-8 bytes read as latin-1 (how ``feed_exchange`` reads a body); ``redact_values`` adds the
+    upper-case percent-encodings."""
+    pairs = []
+    for name, value in source.substitutions:
+        forms = {
+            value,
+            html.escape(value),
+            html.escape(value, quote=False),
+            value.replace("/", "\\/"),
+            quote(value, safe="").lower(),
+            quote(value, safe="/:").lower(),
+            value.encode("utf-8").decode("latin-1"),
+        }
+        pairs += [(name, form) for form in forms if form]
+    return pairs

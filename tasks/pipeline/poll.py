@@ -33,6 +33,7 @@ from feedlake.tasks.health.records import (
 )
 from feedlake.tasks.lake.layout import commit_key, new_run_id, raw_capture_key, validation_key
 from feedlake.tasks.lake.page_retries import (
+    PAGES,
     RETRY_SCHEMA,
     page_retries_object,
     prune_page_retries,
@@ -42,7 +43,7 @@ from feedlake.tasks.lake.raw_capture import warc_bytes
 from feedlake.tasks.lake.source_state import set_aside
 from feedlake.tasks.lake.storage import ObjectStore, open_store
 from feedlake.tasks.lake.transaction import lake_transaction
-from feedlake.tasks.pipeline.full_text import add_full_text, feed_exchange, fetch_sources
+from feedlake.tasks.pipeline.full_text import add_full_text, feed_exchange, fetch_sources, settled_retries
 from feedlake.tasks.pipeline.hooks import PipelineHooks
 from feedlake.tasks.pipeline.stages import (
     NormalizedSource,
@@ -151,6 +152,8 @@ def read_retries_or_start_afresh(store: ObjectStore, warnings: list[str], logger
     try:
         return read_page_retries(store)
     except DamagedObjectError as exc:
+        if not exc.key.startswith(f"{PAGES}/"):  # only a list is ours to set aside
+            raise
         moved = set_aside(store, exc.key)
         warnings.append(f"{exc.reason}; moved to {moved}, no earlier page is retried")
         logger.warning("%s", warnings[-1])
@@ -191,15 +194,13 @@ def _poll_under_lease(
     # A source whose state could not be read has failed already: it is not fetched.
     due_now = [s for s in due if reports[s.id].status != "error"]
     by_id = {s.id: s for s in catalog}
-    extra_objects: list[tuple[str, bytes]] = []
+    fetched = None
     if pushed is None:
         targets = fetch_targets(due_now, health)
         retries = read_retries_or_start_afresh(store, lake_warnings, logger)
         fetch_stage = hooks.stage("fetch-parse-dedup-pages", fetch_sources)
         fetched = fetch_stage(targets, validators, settings, due_now, run_id, reports, store, retries)
         normalized, unique, exchanges = fetched.normalized, fetched.new, fetched.exchanges
-        if fetched.retries is not None:
-            extra_objects.append(page_retries_object(run_id, fetched.retries))
     else:
         preload_great_expectations()
         # A pushed document carries no HTTP validators: keep the ones polls stored.
@@ -223,6 +224,12 @@ def _poll_under_lease(
     outcome, unique = hooks.stage("validate", validate_sources)(unique, facts, settings.suite, reports)
     # The whole stage: GX import and context build included, not just the suite pass.
     validate_seconds = time.perf_counter() - validate_started
+    # The page retry list, once it is known which sources commit rows (pushes leave it alone).
+    retries = None
+    if fetched is not None:
+        failed = {s for s, r in reports.items() if r.status == "error"}
+        retries = settled_retries(fetched, failed | {s for s, q in outcome.by_source.items() if q.failed})
+    extra_objects = [page_retries_object(run_id, retries)] if retries is not None else []
     # Before anything shows or stores them (validation record, events, health, the summary); what the
     # commit adds later to the reports (quality flags) quotes no URL.
     redact_reports(reports, catalog)

@@ -132,3 +132,27 @@ def test_a_crash_at_any_write_never_duplicates_rows_or_keeps_a_dead_runs_capture
         assert len(captured) == 20, crash_at
         assert sum(r["content_source"] == "page" for r in rows) == 4, crash_at
         assert rerun.rows_committed in (0, 20), crash_at
+
+
+def test_a_source_that_fails_after_the_fetch_keeps_the_retry_list_it_had() -> None:
+    import pyarrow as pa
+
+    from feedlake.tasks.lake.page_retries import RETRIES, RETRY_SCHEMA
+    from feedlake.tasks.pipeline.full_text import FetchedSources, settled_retries
+    from tests.support.article_rows import make_rows
+
+    def waiting(source_id: str, count: int, run_id: str) -> pa.Table:
+        rows = make_rows(source_id, count, run_id=run_id)
+        return rows.append_column(RETRIES, pa.array([0] * count, pa.int32())).cast(RETRY_SCHEMA)
+
+    before = pa.concat_tables([waiting("ok", 2, "before"), waiting("broke", 1, "before")])
+    after = pa.concat_tables([waiting("ok", 1, "after"), waiting("broke", 3, "after")])
+    fetched = FetchedSources([], [], [], retries=after, retries_before=before)
+    settled = settled_retries(fetched, {"broke"})
+    assert settled is not None
+    pairs = sorted(
+        zip(settled.column("source_id").to_pylist(), settled.column("run_id").to_pylist(), strict=True)
+    )
+    assert pairs == [("broke", "before"), ("ok", "after")]
+    assert settled_retries(fetched, set()) is after
+    assert settled_retries(FetchedSources([], []), {"broke"}) is None

@@ -7,10 +7,11 @@ has been requested: a run that fetched pages only after the last feed would neve
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pyarrow.dataset as ds
 import pytest
@@ -31,7 +32,7 @@ ARTICLE = (
 
 def rss(base: str, name: str, query: str = "") -> bytes:
     """One item whose description is a teaser; its link is a page on the same server."""
-    self_link = f"{base}/{name}.xml{query}"
+    self_link = html.escape(f"{base}/{name}.xml{query}")  # XML: an & in the query is &amp;
     return (
         '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
         f"<link>{self_link}</link><description>d</description>"
@@ -123,17 +124,20 @@ def test_every_feed_document_is_in_the_runs_raw_capture_with_its_exchange(site: 
     assert runs == {summary.run_id, again.run_id}
 
 
+@pytest.mark.parametrize("token", ["tok-3f9a1c77e2", "tok/3f9&a1c77e2"])
 def test_a_token_in_a_feeds_url_never_reaches_the_capture(
-    site: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    site: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
 ) -> None:
-    token = "tok-3f9a1c77e2"
     monkeypatch.setenv("FEEDLAKE_VAR_FEED_TOKEN", token)
     url = f"{site}/fast.xml?key=${{FEEDLAKE_VAR_FEED_TOKEN}}"
     sources = write_sources(tmp_path / "s.yaml", [("fast", url)], "never")
     feedlake.poll(sources, tmp_path / "lake", settings())
     [(_, feed)] = list(iter_raw_captures(open_store(str(tmp_path / "lake")), kind="feed"))
-    assert parse_qs(urlsplit(feed.url).query) == {"key": ["${FEEDLAKE_VAR_FEED_TOKEN}"]}
+    assert feed.url == f"{site}/fast.xml?key=${{FEEDLAKE_VAR_FEED_TOKEN}}"
     assert b"${FEEDLAKE_VAR_FEED_TOKEN}" in feed.body, "the feed quoted its own URL"
+    # As written, and as the feed's XML escapes it (&amp;).
+    for form in {token, html.escape(token)}:
+        assert form.encode() not in feed.body, form
     raw = b"".join(p.read_bytes() for p in (tmp_path / "lake").rglob("*") if p.is_file())
     assert token.encode() not in raw
 
@@ -225,3 +229,21 @@ def test_a_crash_at_any_write_of_a_retrying_poll_leaves_exactly_one_new_version(
         assert sorted(str(r["content_source"]) for r in rows) == ["feed", "page"], crash_at
         [row] = latest(lake).values()
         assert row["content_source"] == "page", crash_at
+
+
+def test_a_source_whose_feed_fails_keeps_its_retries_for_a_later_poll(site: str, tmp_path: Path) -> None:
+    sources = write_sources(tmp_path / "s.yaml", [("flaky", f"{site}/flaky.xml")], "always")
+    lake = tmp_path / "lake"
+    polling = settings(failure_backoff_seconds=0)
+    Site.down.add("/page/flaky")
+    feedlake.poll(sources, lake, polling)
+    Site.down.clear()
+    Site.down.add("/flaky.xml")
+    failing = feedlake.poll(sources, lake, polling)
+    assert failing.sources_failed == 1
+    assert page_requests("flaky") == 1, "no retry for a source that is not in the run"
+    Site.down.clear()
+    feedlake.poll(sources, lake, polling)
+    assert page_requests("flaky") == 2
+    [row] = latest(lake).values()
+    assert (row["content_source"], row["page_status"]) == ("page", "ok")
