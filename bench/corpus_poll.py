@@ -61,6 +61,9 @@ def write_sources(folder: Path, base_url: str) -> Path:
             f"    name: {source_id(path)}",
             "    publisher: bench",
             "    kind: news",
+            # The feeds' own work: their items link to sites this machine cannot reach (the
+            # full-text cost has its own figure, bench/full_text_poll.py).
+            "    full_text: never",
         ]
     out = folder / "sources.yaml"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

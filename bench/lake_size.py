@@ -386,10 +386,11 @@ def figures_of(empty: list[dict[str, Any]], full: list[dict[str, Any]], label: s
         met = None if target is None or ratio is None else ratio <= target
         listed = ""
         if path == ("store", "list"):
-            # Listing in-flight runs (_txn/) is the only listing a poll may do, in any lake.
+            # In-flight runs (_txn/) and the page retry lists (_pages/, pruned to a list or two) are
+            # the only listings a poll may do, in any lake: neither grows with the lake.
             prefixes = {p for result in empty + full for p in result["listed_prefixes"]}
-            met = bool(met) and all(p.startswith("_txn/") for p in prefixes)
-            listed = ", _txn/ only"
+            met = bool(met) and all(p.startswith(("_txn/", "_pages/")) for p in prefixes)
+            listed = ", _txn/ and _pages/ only"
         rows.append(
             Figure(
                 figure="7",

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from feedlake.schemas.article import ARTICLE_SCHEMA
 from feedlake.tasks.errors import DamagedObjectError
 from feedlake.tasks.lake.commit import CommitRecord
-from feedlake.tasks.lake.layout import COMMITS, commit_key
+from feedlake.tasks.lake.layout import commit_key
 from feedlake.tasks.lake.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,15 @@ def read_page_retries(store: ObjectStore) -> pa.Table:
     damaged list raises DamagedObjectError naming its own key (the poll then sets it aside and
     starts afresh: those pages are not retried, and their rows keep the feed's text).
     """
-    commits = set(store.list(f"{COMMITS}/"))
     committed: list[tuple[str, str]] = []
+    # Pruning keeps this folder to a list or two: one GET of each one's commit record, never a LIST
+    # of _commits/ (which grows with every run).
     for key in store.list(f"{PAGES}/"):
         if not key.endswith(".parquet"):
             continue
         run_id = key.removeprefix(f"{PAGES}/").removesuffix(".parquet")
         record_key = commit_key(run_id)
-        raw_record = store.get(record_key) if record_key in commits else None
+        raw_record = store.get(record_key)
         if raw_record is None:
             continue  # a run in flight, or one that crashed before its commit point
         try:
