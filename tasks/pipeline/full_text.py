@@ -36,8 +36,8 @@ from feedlake.schemas.article import ARTICLE_SCHEMA
 from feedlake.tasks.fetch.client import fetch_feeds
 from feedlake.tasks.fetch.host_gate import HostGate
 from feedlake.tasks.fetch.pages import (
+    OK,
     PageFetcher,
-    PageRequest,
     PageResult,
     fetch_pages,
     page_run_limit,
@@ -54,7 +54,6 @@ from feedlake.tasks.full_text.extract import (
 from feedlake.tasks.full_text.stage import (
     PageOutcome,
     PagePlan,
-    feed_text,
     page_may_recover,
     page_plans,
     with_pages,
@@ -72,8 +71,6 @@ from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, redact_values
 from feedlake.tasks.validate.validator import preload_great_expectations
 from feedlake.tasks.values import FeedValidators, FetchResult, SourceReport
-
-OK = "ok"
 
 
 @dataclass(frozen=True)
@@ -334,13 +331,7 @@ def settled_retries(fetched: FetchedSources, failed: set[str]) -> pa.Table | Non
 
 def retry_plans(retries: pa.Table) -> list[PagePlan]:
     """The page requests of rows waiting for a retry (every one: the rule chose them already)."""
-    plans = []
-    columns = ["source_id", "article_id", "url", "title", "summary_text", "content_text", "content_source"]
-    for row in retries.select(columns).to_pylist():
-        if row["url"]:
-            request = PageRequest(row["source_id"], row["article_id"], row["url"])
-            plans.append(PagePlan(request, row["title"], feed_text(row)))
-    return plans
+    return page_plans(retries, "always")
 
 
 def retried_rows(
