@@ -257,6 +257,9 @@ class CountingStore:
     def uri(self, key: str = "") -> str:
         return str(self.inner.uri(key))
 
+    def delta_options(self) -> dict[str, str]:
+        return dict(self.inner.delta_options())
+
 
 def peak_rss_mib() -> float:
     """This process's peak resident set so far, MiB.

@@ -30,6 +30,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "peers": ([], ["--quick"]),
     "backfill": ([], ["--articles", "50000"]),
     "lake_size": ([], ["--quick"]),
+    "delta_write": ([], ["--quick"]),
 }
 
 

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feedlake.flows.cli_lake import add_lake_commands, run_lake_command
 from feedlake.flows.cli_sources import add_sources_subcommands, run_sources_subcommand
 from feedlake.flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
 from feedlake.tasks.errors import FeedlakeError, TerminalError
@@ -59,18 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_lake(status)
     status.add_argument("--sources", help="also list this file's sources that were never polled")
     add_sources_subcommands(sources_commands)
-    compact = commands.add_parser("compact", help="merge small files per partition, atomically")
+    compact = commands.add_parser(
+        "compact", help="merge small files per month partition (a new table version), then vacuum"
+    )
     add_lake(compact)
-    compact.add_argument("--source", help="only this source id")
     compact.add_argument(
-        "--since", type=date.fromisoformat, help="only partitions from this date (YYYY-MM-DD)"
+        "--since", type=date.fromisoformat, help="only partitions from this date's month (YYYY-MM-DD)"
     )
     compact.add_argument(
         "--target-mb", type=float, help="target file size (default: FEEDLAKE_COMPACT_TARGET_MB)"
     )
-    files = commands.add_parser("files", help="list the live data files per the commit log (reader contract)")
-    add_lake(files)
-    files.add_argument("--table", default="articles", choices=["articles", "_quarantine"])
+    add_lake_commands(commands)
     add_quality_commands(commands)
     websub = commands.add_parser("websub", help="WebSub push: subscribe to feeds' hubs and ingest pushes")
     websub_commands = websub.add_subparsers(dest="websub_command", required=True)
@@ -175,9 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compact":
             from feedlake.flows.compact import compact_flow
 
-            return print_compaction(
-                compact_flow(lake=args.lake, source=args.source, since=args.since, target_mb=args.target_mb)
-            )
+            return print_compaction(compact_flow(lake=args.lake, since=args.since, target_mb=args.target_mb))
         if args.command == "quarantine" and args.quarantine_command == "list":
             return quarantine_list_command(args.lake, args.source, args.limit)
         if args.command == "quarantine":
@@ -196,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_command(args.sources, args.lake)
         if args.command == "backfill":
             return backfill_command(args)
-        if args.command == "files":
-            return files_command(args.lake, args.table)
+        if (ran_lake := run_lake_command(args)) is not None:
+            return ran_lake
         if args.command == "reextract":
             return reextract_command(args.lake, args.source, args.since)
         if args.command == "demo":
@@ -297,19 +295,6 @@ def status_command(lake: str | None, sources_file: str | None) -> int:
     print(text_table(STATUS_COLUMNS, rows))
     summary = ", ".join(f"{counts[state]} {state}" for state in sorted(counts))
     print(f"{len(health)} sources: {summary or 'none polled yet'} (times in UTC)")
-    return EXIT_OK
-
-
-def files_command(lake: str | None, table: str) -> int:
-    """Print the URI of every live data file of a table, one per line."""
-    from feedlake.tasks.lake.commit import live_files
-    from feedlake.tasks.lake.storage import open_store
-    from feedlake.tasks.settings import FeedlakeSettings
-
-    settings = FeedlakeSettings()
-    store = open_store(lake or settings.lake, settings)
-    for committed in live_files(store, table):
-        print(store.uri(committed.key))
     return EXIT_OK
 
 
@@ -485,15 +470,17 @@ def print_summary(summary: RunSummary) -> int:
     if summary.quality_report:
         print(f"data-quality report: {summary.quality_report}")
     print(f"lake: {summary.lake}")
-    print("read it with DuckDB:")
+    if summary.table_version is not None:
+        print(f"articles table version: {summary.table_version}")
+    print("read it with DuckDB (delta extension):")
     print(
-        f"  duckdb -c \"SELECT source_id, count(*) FROM read_parquet('{summary.lake}/articles/**/*.parquet', "
-        'hive_partitioning = true) GROUP BY ALL ORDER BY 2 DESC"'
+        f"  duckdb -c \"SELECT source_id, count(*) FROM delta_scan('{summary.lake}/articles') "
+        'GROUP BY ALL ORDER BY 2 DESC"'
     )
-    print("or pyarrow:")
+    print("or deltalake (pyarrow):")
     print(
-        f'  {sys.executable} -c "import pyarrow.dataset as ds; '
-        f"print(ds.dataset('{summary.lake}/articles', partitioning='hive').count_rows())\""
+        f'  {sys.executable} -c "from deltalake import DeltaTable; '
+        f"print(DeltaTable('{summary.lake}/articles').to_pyarrow_table().num_rows)\""
     )
     return EXIT_OK
 

@@ -1,7 +1,7 @@
 """Prefect events a poll emits, for automations and deployment triggers downstream.
 
-- ``feedlake.batch.committed``: one per source whose new rows were committed (rows, files,
-  partitions, run id, lake);
+- ``feedlake.batch.committed``: one per source whose new rows were committed (rows, the run's
+  article files and month partitions, the articles table version, run id, lake);
 - ``feedlake.source.quarantined``: one per source with rows held in ``_quarantine/``;
 - ``feedlake.source.failed``: one per source whose poll ended in error (kind and reason).
 
@@ -12,7 +12,6 @@ Every event's resource is the source (``feedlake.source.<id>``), so triggers can
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 
 from prefect.events import emit_event
@@ -40,21 +39,23 @@ def source_resource(source_id: str, lake: str) -> dict[str, str]:
 
 def emit_poll_events(lake: str, record: CommitRecord, reports: Iterable[SourceReport]) -> int:
     """Emit the run's events; return how many were emitted."""
-    files: dict[str, list[str]] = defaultdict(list)
-    for committed in record.files:
-        if committed.table == ARTICLES:
-            files[committed.source_id].append(committed.key)
+    # A data file holds every source of its month: the run's files are shared by its sources.
+    keys = [committed.key for committed in record.files if committed.table == ARTICLES]
+    partitions = sorted({key.rsplit("/", 1)[0].removeprefix(f"{ARTICLES}/") for key in keys})
+    version = record.table_versions.get(ARTICLES)
     emitted = 0
     for report in reports:
         resource = source_resource(report.source_id, lake)
         base = {"source_id": report.source_id, "run_id": record.run_id, "lake": lake}
         events = []
-        if report.new and files.get(report.source_id):
-            keys = files[report.source_id]
-            partitions = sorted({key.rsplit("/", 1)[0].removeprefix(f"{ARTICLES}/") for key in keys})
-            events.append(
-                (BATCH_COMMITTED, {**base, "rows": report.new, "files": len(keys), "partitions": partitions})
-            )
+        if report.new and keys:
+            payload = {
+                "rows": report.new,
+                "files": len(keys),
+                "partitions": partitions,
+                "table_version": version,
+            }
+            events.append((BATCH_COMMITTED, {**base, **payload}))
         if report.rejected:
             events.append((SOURCE_QUARANTINED, {**base, "rows": report.rejected}))
         if report.status == "error":

@@ -115,13 +115,34 @@ ARTICLE_SCHEMA = pa.schema(
     metadata={SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode()},
 )
 
-# Hive-style partition columns: stored in the object path, not inside the data files.
-PARTITION_COLUMNS = ("source_id", "published_date")
-
-FILE_SCHEMA = pa.schema(
-    [f for f in ARTICLE_SCHEMA if f.name not in PARTITION_COLUMNS],
-    metadata=ARTICLE_SCHEMA.metadata,
+# The tables' partition column: the month of published_date ("2026-11"). Month partitions keep a
+# first poll of a whole corpus to a few hundred files and a steady-state poll of any number of feeds
+# to a handful, while readers still prune by date; inside a month, files are sorted by source_id and
+# published_at, and Delta's per-file statistics let readers skip files by source. The column is
+# derived at write time and lives in the object path and the Delta log, not inside data files.
+PARTITION_COLUMN = "published_month"
+PARTITION_COLUMNS = (PARTITION_COLUMN,)
+PARTITION_FIELD = pa.field(
+    PARTITION_COLUMN,
+    pa.string(),
+    nullable=False,
+    metadata={b"description": b"Partition: the month (YYYY-MM) of published_date"},
 )
+
+# Data files hold every article column (the partition column is in their path).
+FILE_SCHEMA = ARTICLE_SCHEMA
+
+
+def table_schema(row_schema: pa.Schema) -> pa.Schema:
+    """A Delta table's schema for rows of ``row_schema``: those columns plus the partition column."""
+    return row_schema.append(PARTITION_FIELD)
+
+
+def published_months(published_date: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The partition value of each row: its published_date as ``YYYY-MM``."""
+    months = pc.strftime(published_date.cast(pa.timestamp("s")), format="%Y-%m")
+    return months.combine_chunks() if isinstance(months, pa.ChunkedArray) else months
+
 
 # The quarantine table: the article columns plus why a row is held and at which stage.
 QUARANTINE_FIELDS = (

@@ -2,8 +2,9 @@
 
 Replay re-validates every held row (of one source, if asked) with the suite as it is now, grouped
 in batches by source and original run. Rows that now pass move to ``articles/``; every quarantine
-file that held one of them is replaced by a file of its remaining rows. One commit record adds the
-new files and names the replaced ones, so a crash at any point leaves each row in exactly one of
+file that held one of them is replaced by a file of its remaining rows. One run commits the
+quarantine's new and removed files, then the moved rows to ``articles`` (recovery finishes a run
+either table holds), so after a crash and the next run's recovery each row is in exactly one of
 the two tables, and a second replay finds nothing more to move. Rows held at stage ``normalize``
 (items that could not be normalized) are not replayed: they hold raw text, not an article.
 """
@@ -22,7 +23,8 @@ import pyarrow.parquet as pq
 
 from feedlake.schemas.article import ARTICLE_SCHEMA, quarantine_schema
 from feedlake.tasks.errors import StoreError
-from feedlake.tasks.lake.commit import commit_run, live_files
+from feedlake.tasks.lake.commit import commit_run
+from feedlake.tasks.lake.delta_table import live_files
 from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE
 from feedlake.tasks.lake.storage import ObjectStore
 from feedlake.tasks.lake.write import KEY_COLUMNS, plan_run_files
@@ -51,31 +53,23 @@ class ReplayResult:
 
 
 def read_quarantine(store: ObjectStore, source_id: str | None = None) -> pa.Table:
-    """Every live quarantined row (of one source), with its partition columns and its file's key."""
-    tables = [
-        _read_held_file(store, committed.key)
-        for committed in live_files(store, QUARANTINE)
-        if source_id is None or committed.source_id == source_id
-    ]
+    """Every live quarantined row (of one source), with its file's key."""
+    tables = [_read_held_file(store, committed.key, source_id) for committed in live_files(store, QUARANTINE)]
     if not tables:
         empty = QUARANTINE_SCHEMA.empty_table()
         return empty.append_column(FILE_COLUMN, pa.array([], pa.string()))
     return pa.concat_tables(tables)
 
 
-def _read_held_file(store: ObjectStore, key: str) -> pa.Table:
+def _read_held_file(store: ObjectStore, key: str, source_id: str | None) -> pa.Table:
     raw = store.get(key)
     if raw is None:
         raise StoreError(f"live quarantine file {store.uri(key)} is missing; the lake was changed by hand")
     table = pq.read_table(io.BytesIO(raw))
-    partitions = dict(part.split("=", 1) for part in key.split("/")[1:-1] if "=" in part)
-    rows = table.num_rows
-    table = table.append_column("source_id", pa.array([partitions["source_id"]] * rows, pa.string()))
-    table = table.append_column(
-        "published_date", pa.array([partitions["published_date"]] * rows, pa.string()).cast(pa.date32())
-    )
+    if source_id is not None:
+        table = table.filter(pc.equal(table.column("source_id"), source_id))
     held = table.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
-    return held.append_column(FILE_COLUMN, pa.array([key] * rows, pa.string()))
+    return held.append_column(FILE_COLUMN, pa.array([key] * held.num_rows, pa.string()))
 
 
 def replay_quarantine(
@@ -88,8 +82,12 @@ def replay_quarantine(
     dry_run: bool = False,
 ) -> ReplayResult:
     """Move held rows that pass the current suite into ``articles/``, in one commit."""
-    every = read_quarantine(store, source_id)
+    # Every held row, not just the source's: a file holds many sources, and the rows of a replaced
+    # file that stay in quarantine go to its replacement.
+    every = read_quarantine(store)
     unreplayable = pc.equal(every.column("stage"), NORMALIZE_STAGE)
+    if source_id is not None:
+        unreplayable = pc.or_(unreplayable, pc.not_equal(every.column("source_id"), source_id))
     held, kept_as_is = every.filter(pc.invert(unreplayable)), every.filter(unreplayable)
     if held.num_rows == 0:
         return ReplayResult(run_id)
@@ -111,7 +109,8 @@ def replay_quarantine(
     remaining = pa.concat_tables([remaining, carried])
     planned = plan_run_files(outcome.accepted, remaining, row_group_rows)
     # A new file can never be one of those it replaces, or deleting the old would delete the new.
-    removed = [key for key in replaced if key not in {p.key for _, p in planned}]
+    new_keys = {p.key for _, p in planned}
+    removed = [f for f in live_files(store, QUARANTINE) if f.key in replaced_set and f.key not in new_keys]
     document = validation_document(outcome, run_id, "replay")
     result = ReplayResult(
         run_id=run_id,

@@ -1,55 +1,59 @@
--- feedlake article table for Amazon Athena (also Glue/Trino Hive connector): schema version 2.
+-- feedlake's Delta Lake tables in Amazon Athena (engine version 3; the Glue Data Catalog holds them).
 -- Replace s3://YOUR-BUCKET/YOUR-PREFIX with the lake URL given to `feedlake poll --lake`.
--- Partition projection: no MSCK REPAIR / crawler needed as new sources and days arrive.
-CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_articles (
-  article_id     string,
-  feed_url       string,
-  guid           string,
-  url            string,
-  title          string,
-  summary_text   string,
-  content_text   string,
-  content_html   string,
-  authors        array<string>,
-  categories     array<string>,
-  enclosures     array<struct<url:string, type:string, length:bigint>>,
-  language       string,
-  published_at   timestamp,
-  updated_at     timestamp,
-  published_raw  string,
-  date_source    string,
-  fetched_at     timestamp,
-  content_hash   string,
-  run_id         string,
-  capture_source string,
-  captured_at    timestamp,
-  content_source string,
-  page_url       string,
-  page_status    string,
-  page_fetched_at timestamp
-)
-PARTITIONED BY (source_id string, published_date date)
-STORED AS PARQUET
-LOCATION 's3://YOUR-BUCKET/YOUR-PREFIX/articles/'
-TBLPROPERTIES (
-  'projection.enabled' = 'true',
-  'projection.source_id.type' = 'injected',
-  'projection.published_date.type' = 'date',
-  'projection.published_date.format' = 'yyyy-MM-dd',
-  'projection.published_date.range' = '1990-01-01,NOW+1DAYS',
-  'storage.location.template' = 's3://YOUR-BUCKET/YOUR-PREFIX/articles/source_id=${source_id}/published_date=${published_date}/',
-  'parquet.compression' = 'ZSTD'
-);
+-- Athena reads the schema, the partitions (published_month) and the live data files from each
+-- table's Delta log: no column list (Athena refuses one for Delta tables), no partition
+-- projection, no MSCK REPAIR or crawler as runs add files. Queries see the latest committed
+-- version; files a crashed run or a compaction left behind are never read. Athena has no Delta
+-- time travel: use Spark, Trino, DuckDB or deltalake for older versions and changes.
 
--- Edited articles are kept as versions (same article_id, new content_hash): the latest of each.
+CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_articles
+LOCATION 's3://YOUR-BUCKET/YOUR-PREFIX/articles/'
+TBLPROPERTIES ('table_type' = 'DELTA');
+
+-- Rows that failed validation, with why (failed_expectations) and at which stage.
+CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_quarantine
+LOCATION 's3://YOUR-BUCKET/YOUR-PREFIX/_quarantine/'
+TBLPROPERTIES ('table_type' = 'DELTA');
+
+-- Edited articles are kept as versions (same article_id, new content_hash, or a re-extracted
+-- body under a new run_id): the latest of each. Glue keeps the schema Athena found at creation;
+-- after a schema change (a new article schema version), drop and re-create the table and view.
 CREATE OR REPLACE VIEW feedlake_articles_latest AS
-SELECT *
+SELECT
+  article_id,
+  source_id,
+  feed_url,
+  guid,
+  url,
+  title,
+  summary_text,
+  content_text,
+  content_html,
+  authors,
+  categories,
+  enclosures,
+  language,
+  published_at,
+  updated_at,
+  published_raw,
+  date_source,
+  fetched_at,
+  content_hash,
+  run_id,
+  capture_source,
+  captured_at,
+  content_source,
+  page_url,
+  page_status,
+  page_fetched_at,
+  published_date,
+  published_month
 FROM (
   SELECT a.*, row_number() OVER (PARTITION BY article_id ORDER BY captured_at DESC, fetched_at DESC, run_id DESC) AS version_rank
   FROM feedlake_articles a
-)
+) ranked
 WHERE version_rank = 1;
 
--- With 'injected' projection, queries must name the source(s):
+-- A month prunes partitions; a source (or a time range) skips files by their Delta statistics:
 -- SELECT title, published_at FROM feedlake_articles_latest
--- WHERE source_id = 'centcom-press-releases' AND published_date >= DATE '2024-12-01';
+-- WHERE published_month BETWEEN '2024-11' AND '2024-12' AND source_id = 'centcom-press-releases';

@@ -1,19 +1,24 @@
 """Commit stage: make a run's files visible exactly once, then update state, surviving crashes.
 
-Protocol (each step is one atomic object write):
+Protocol (under the lake's lease; each step is one atomic object write or one Delta commit):
 
-1. ``_txn/<run>/intent.json`` lists every object the run will create.
-2. Data files are written (write-once keys), then ``_txn/<run>/keys.parquet``.
-3. ``_commits/<stamp>-<run>.json`` is written last: this is the commit point. Readers that follow
-   the contract read only files named in commit records.
-4. State (seen index, validators) is applied from the commit, then the ``_txn/<run>/`` folder is
+1. ``_txn/<run>/intent.json`` holds the whole plan: every object the run will create, the Delta
+   ``add``/``remove`` entries of each table it commits to and the application transaction version
+   of each (one above the table's last), its validators and its report objects.
+2. Data files are written (write-once keys under the table's folder), then the report objects and
+   ``_txn/<run>/keys.parquet`` (the run's row keys).
+3. One Delta commit per table: quarantine first, then ``articles``, whose commit is the run's commit
+   point (it is made even when the run adds no article, and carries the run id, kind and report
+   keys in its metadata). A reader of either table sees all of the run's rows in it or none.
+4. State (seen index, validators) is applied from the plan, then the ``_txn/<run>/`` folder is
    removed. A seen index that cannot take the keys (damaged, and not rebuildable now) is marked for
-   rebuild instead: the source fails at dedup until a rebuild from the table lands, never dedups
-   against an index without them.
+   rebuild instead: the source fails at dedup until a rebuild from the table lands.
 
-``recover_lake`` runs at the start of every run under the lease: an intent without a commit is
-rolled back (its files deleted), an intent with a commit is rolled forward (state re-applied).
-So a kill at any point, followed by a rerun, yields exactly the rows of one clean run.
+``recover_lake`` runs at the start of every run under the lease. A plan none of whose tables holds
+its transaction version is rolled back (its objects deleted: no file is left under a table that its
+log does not name); a plan with any table committed is rolled forward (the other table's commit
+made from the plan, then state applied). So a kill at any point, followed by a rerun, yields
+exactly the rows of one clean run, and articles and quarantine agree.
 """
 
 from __future__ import annotations
@@ -32,9 +37,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from feedlake.schemas.article import row_keys
-from feedlake.tasks.errors import DamagedObjectError, FeedlakeError, StoreError, bug_reason
-from feedlake.tasks.lake.layout import ARTICLES, COMMITS, QUARANTINE, TXN, commit_key, intent_key, keys_key
+from feedlake.schemas.article import ARTICLE_SCHEMA, quarantine_schema, row_keys
+from feedlake.tasks.errors import DamagedObjectError, FeedlakeError, bug_reason
+from feedlake.tasks.lake.delta_table import (
+    KIND_KEY,
+    REPORTS_KEY,
+    RUN_ID_KEY,
+    TableFile,
+    commit_files,
+    committed_version,
+    read_rows,
+)
+from feedlake.tasks.lake.layout import ARTICLES, LEGACY_COMMITS, QUARANTINE, TXN, intent_key, keys_key
 from feedlake.tasks.lake.seen_index import (
     is_seen_object,
     mark_seen_for_rebuild,
@@ -52,55 +66,52 @@ log = logging.getLogger(__name__)
 WRITE_THREADS = 16
 # Damaged seen objects one read or merge repairs before it gives up (each is one object).
 SEEN_REPAIRS = 8
+# The row schema of each table; a run commits quarantine before articles (its commit point).
+TABLE_SCHEMAS = {QUARANTINE: quarantine_schema(ARTICLE_SCHEMA), ARTICLES: ARTICLE_SCHEMA}
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class CommittedFile:
-    """A data file named by a commit record."""
-
-    key: str
-    source_id: str
-    rows: int
-    table: str
-
-
-@dataclass(frozen=True)
 class CommitRecord:
-    """What one run made visible: its files and the per-source validators it saw."""
+    """A run's plan, and once committed what it made visible: its files per table, the files it
+    replaces, the table versions it commits as, and the per-source validators it saw."""
 
     run_id: str
     committed_at: str
-    files: tuple[CommittedFile, ...]
+    files: tuple[TableFile, ...]
     validators: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     keys_object: str | None = None
-    removed: tuple[str, ...] = ()
+    removed: tuple[TableFile, ...] = ()
     kind: str = "poll"
     reports: tuple[str, ...] = ()
+    versions: Mapping[str, int] = field(default_factory=dict)
+    table_versions: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        """Serialize the record as the commit object's body."""
+        """Serialize the record (the intent's plan)."""
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @staticmethod
     def from_json(raw: bytes, key: str = "commit record") -> CommitRecord:
-        """Read a commit object's body; DamagedObjectError naming ``key`` if it is not one."""
+        """Read a plan; DamagedObjectError naming ``key`` if it is not one."""
         try:
             data = json.loads(raw)
             record = CommitRecord(
                 run_id=str(data["run_id"]),
                 committed_at=str(data["committed_at"]),
-                files=tuple(CommittedFile(**f) for f in data["files"]),
+                files=tuple(TableFile(**f) for f in data["files"]),
                 validators=dict(data.get("validators") or {}),
                 keys_object=data.get("keys_object"),
-                removed=tuple(str(k) for k in data.get("removed") or ()),
+                removed=tuple(TableFile(**f) for f in data.get("removed") or ()),
                 kind=str(data.get("kind", "poll")),
                 reports=tuple(str(k) for k in data.get("reports") or ()),
+                versions={str(t): int(v) for t, v in dict(data.get("versions") or {}).items()},
+                table_versions={str(t): int(v) for t, v in dict(data.get("table_versions") or {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DamagedObjectError(key, f"not a commit record ({bug_reason(exc)})") from None
-        if not all(isinstance(f.key, str) and isinstance(f.source_id, str) for f in record.files):
-            raise DamagedObjectError(key, "not a commit record (a file without a key or source)")
+            raise DamagedObjectError(key, f"not a commit plan ({bug_reason(exc)})") from None
+        if not all(isinstance(f.key, str) and f.table in TABLE_SCHEMAS for f in record.files):
+            raise DamagedObjectError(key, "not a commit plan (a file without a key or table)")
         return record
 
 
@@ -108,34 +119,37 @@ def recover_lake(store: ObjectStore) -> list[str]:
     """Roll back uncommitted runs and roll forward committed ones; return what was done."""
     actions: list[str] = []
     intents = [k for k in store.list(f"{TXN}/") if k.endswith("/intent.json")]
-    if not intents:
-        return actions
     for key in intents:
         run_id = key.split("/")[1]
-        raw = store.get(commit_key(run_id))
-        if raw is not None:
-            try:
-                record = CommitRecord.from_json(raw, commit_key(run_id))
-            except DamagedObjectError as exc:
-                # Its files may be live: roll neither way, and keep the intent for a person.
-                actions.append(f"left run {run_id} as it is: {exc}")
-                continue
+        intent = _read_json(store, key)
+        planned_objects = None if intent is None else intent.get("objects")
+        record = _plan_of(store, run_id)
+        if isinstance(planned_objects, list) and record is None and _never_committed(store, intent, run_id):
+            # An intent without a plan (a run of the release before Delta tables that died before
+            # its commit record): its objects are rolled back like any uncommitted run's.
+            objects = [str(o) for o in planned_objects]
+            for planned in objects:
+                store.delete(planned)
+            actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
+            _clear_txn(store, run_id)
+            continue
+        if not isinstance(planned_objects, list) or record is None:
+            moved = set_aside(store, key)
+            actions.append(
+                f"rolled back run {run_id}: damaged object {key} (not an intent; moved to {moved}), "
+                "so the files it listed, if any, are left in place, named by no table version"
+            )
+            _clear_txn(store, run_id)
+            continue
+        if _any_committed(store, record):
+            _publish(store, record)
             apply_commit(store, record)
             actions.append(f"rolled forward committed run {run_id}")
         else:
-            intent = _read_json(store, key)
-            planned_objects = None if intent is None else intent.get("objects")
-            if not isinstance(planned_objects, list):
-                moved = set_aside(store, key)
-                actions.append(
-                    f"rolled back run {run_id}: damaged object {key} (not an intent; moved to {moved}), "
-                    "so the files it listed, if any, are left in place, named by no commit"
-                )
-            else:
-                objects = [str(o) for o in planned_objects]
-                for planned in objects:
-                    store.delete(planned)
-                actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
+            objects = [str(o) for o in planned_objects]
+            for planned in objects:
+                store.delete(planned)
+            actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
         _clear_txn(store, run_id)
     for action in actions:
         log.warning("recovery: %s", action)
@@ -148,38 +162,57 @@ def commit_run(
     files: Sequence[tuple[str, PlannedFile]],
     committed_rows: pa.Table,
     validators: Mapping[str, FeedValidators],
-    removed: Sequence[str] = (),
+    removed: Sequence[TableFile] = (),
     kind: str = "poll",
     reports: Sequence[tuple[str, bytes]] = (),
 ) -> CommitRecord:
-    """Write intent, data files, keys and the commit record, then apply state; return the record.
+    """Write the plan, data files, keys and reports, commit each table, then apply state.
 
-    ``removed`` names data files the commit replaces (compaction); they are deleted only after the
-    commit point, so readers of the commit log see the old set or the new set, never a mix.
-    ``reports`` are (key, body) objects such as validation results, committed with the run.
+    ``removed`` names live data files the commit replaces (a quarantine replay): they leave the
+    table in the same commit as their replacements arrive, and stay on the store, unnamed, until
+    ``vacuum`` (readers of older versions still read them). ``reports`` are (key, body) objects
+    such as validation results and raw captures, committed with the run.
     """
-    if not files and committed_rows.num_rows == 0 and not validators and not removed and not reports:
-        # Nothing changed (every feed answered 304 or failed): a run that learned nothing writes nothing.
-        return CommitRecord(run_id=run_id, committed_at=datetime.now(UTC).isoformat(), files=())
+    if not files and committed_rows.num_rows == 0 and not removed and not reports:
+        if validators:
+            # No rows: the validators have no data to stay consistent with, and go straight in.
+            for source_id, value in validators.items():
+                write_validators(store, {source_id: value}, run_id)
+        # Nothing else changed (every feed answered 304 or failed): no table version is made.
+        return CommitRecord(run_id=run_id, committed_at="", files=(), validators=_plain(validators))
+    earlier = _plan_of(store, run_id)
+    if earlier is not None and _any_committed(store, earlier):
+        # A retry of a run that got past its commit point (its state update failed): finish that
+        # commit, never make a second one.
+        record = _publish(store, earlier)
+        apply_commit(store, record)
+        _clear_txn(store, run_id)
+        return record
+    tables = {table for table, _ in files} | {f.table for f in removed} | {ARTICLES}
+    record = CommitRecord(
+        run_id=run_id,
+        committed_at="",
+        files=tuple(
+            TableFile(p.key, table, p.rows, len(p.data), dict(p.partition), p.stats) for table, p in files
+        ),
+        validators=_plain(validators),
+        keys_object=keys_key(run_id) if committed_rows.num_rows else None,
+        removed=tuple(removed),
+        kind=kind,
+        reports=tuple(key for key, _ in reports),
+        versions={table: committed_version(store, table) + 1 for table in sorted(tables)},
+    )
     objects = [planned.key for _, planned in files] + [key for key, _ in reports] + [keys_key(run_id)]
-    store.put(intent_key(run_id), json.dumps({"run_id": run_id, "objects": objects}).encode())
+    intent = {"run_id": run_id, "objects": objects, "record": json.loads(record.to_json())}
+    store.put(intent_key(run_id), json.dumps(intent).encode())
     try:
-        planned = CommitRecord(
-            run_id=run_id,
-            committed_at="",
-            files=tuple(CommittedFile(p.key, p.source_id, p.rows, table) for table, p in files),
-            validators={k: {"etag": v.etag, "last_modified": v.last_modified} for k, v in validators.items()},
-            keys_object=keys_key(run_id) if committed_rows.num_rows else None,
-            removed=tuple(removed),
-            kind=kind,
-            reports=tuple(key for key, _ in reports),
-        )
         bodies = list(reports)
-        if planned.keys_object is not None:
-            bodies.append((planned.keys_object, _keys_object(committed_rows)))
-        record = _write_and_publish(store, planned, files, bodies)
+        if record.keys_object is not None:
+            bodies.append((record.keys_object, _keys_object(committed_rows)))
+        _write_objects(store, files, bodies)
+        record = _publish(store, record)
     except FeedlakeError:
-        _roll_back_failed_run(store, run_id, objects)
+        _roll_back_failed_run(store, record, objects)
         raise
     apply_commit(store, record)
     _clear_txn(store, run_id)
@@ -187,29 +220,73 @@ def commit_run(
     return record
 
 
-def _write_and_publish(
-    store: ObjectStore,
-    record: CommitRecord,
-    files: Sequence[tuple[str, PlannedFile]],
-    bodies: list[tuple[str, bytes]],
-) -> CommitRecord:
-    # Write-once: a key already present holds the same rows (keys are digests of row keys). A
-    # first poll of many feeds writes thousands of small files: each waits on an fsync or an S3
-    # round trip, so they go out together. All are done (or the run fails) before the record.
+def _plain(validators: Mapping[str, FeedValidators]) -> dict[str, dict[str, str | None]]:
+    return {k: {"etag": v.etag, "last_modified": v.last_modified} for k, v in validators.items()}
+
+
+def _write_objects(
+    store: ObjectStore, files: Sequence[tuple[str, PlannedFile]], bodies: list[tuple[str, bytes]]
+) -> None:
+    # Write-once: a key already present holds the same rows (keys are digests of row keys). Each
+    # write waits on an fsync or an S3 round trip, so they go out together; all are done (or the
+    # run fails) before any table commit.
     with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="feedlake-write") as pool:
         pending = [pool.submit(store.put_if_absent, planned.key, planned.data) for _, planned in files]
         for future in pending:
             future.result()
     for key, body in bodies:
         store.put(key, body)
-    record = replace(record, committed_at=datetime.now(UTC).isoformat())
-    if not store.put_if_absent(commit_key(record.run_id), record.to_json()):
-        # A retry after the commit point: the first record stands, and applying it is idempotent.
-        existing = store.get(commit_key(record.run_id))
-        if existing is None:
-            raise StoreError(f"commit record for run {record.run_id} exists but cannot be read")
-        record = CommitRecord.from_json(existing, commit_key(record.run_id))
-    return record
+
+
+def _publish(store: ObjectStore, record: CommitRecord) -> CommitRecord:
+    """Make each table's commit the plan names that is not made yet, articles last; idempotent."""
+    metadata = {
+        RUN_ID_KEY: record.run_id,
+        KIND_KEY: record.kind,
+        REPORTS_KEY: json.dumps(list(record.reports)),
+    }
+    made: dict[str, int] = {}
+    for table in (QUARANTINE, ARTICLES):
+        version = record.versions.get(table)
+        if version is None:
+            continue
+        table_version = commit_files(
+            store,
+            table,
+            TABLE_SCHEMAS[table],
+            version,
+            [f for f in record.files if f.table == table],
+            [f for f in record.removed if f.table == table],
+            metadata,
+            data_change=record.kind != "compact",
+        )
+        if table_version is not None:
+            made[table] = table_version
+    return replace(record, committed_at=datetime.now(UTC).isoformat(), table_versions=made)
+
+
+def _plan_of(store: ObjectStore, run_id: str) -> CommitRecord | None:
+    """The plan a run's intent holds, if it has a readable one."""
+    intent = _read_json(store, intent_key(run_id))
+    plan = None if intent is None else intent.get("record")
+    if not isinstance(plan, dict):
+        return None
+    try:
+        return CommitRecord.from_json(json.dumps(plan).encode(), intent_key(run_id))
+    except DamagedObjectError:
+        return None
+
+
+def _never_committed(store: ObjectStore, intent: Mapping[str, object] | None, run_id: str) -> bool:
+    """Whether an intent without a plan belongs to a run that never committed: it has no "record"
+    key at all (a damaged plan is not this) and no commit record of the old log names its run."""
+    if intent is None or "record" in intent:
+        return False
+    return store.get(f"{LEGACY_COMMITS}/{run_id}.json") is None
+
+
+def _any_committed(store: ObjectStore, record: CommitRecord) -> bool:
+    return any(committed_version(store, table) >= version for table, version in record.versions.items())
 
 
 def _keys_object(committed_rows: pa.Table) -> bytes:
@@ -220,21 +297,21 @@ def _keys_object(committed_rows: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def _roll_back_failed_run(store: ObjectStore, run_id: str, objects: Sequence[str]) -> None:
+def _roll_back_failed_run(store: ObjectStore, record: CommitRecord, objects: Sequence[str]) -> None:
     # A run that failed before its commit point cleans up at once, so even plain readers of the
-    # table see nothing of it. If the commit record may exist, or the store cannot tell, leave all
-    # to the next run's recovery: deleting files a commit names would lose data.
+    # folders see nothing of it. If a table may hold the run, or the store cannot tell, leave all
+    # to the next run's recovery: deleting files a table names would lose data.
     try:
-        if store.get(commit_key(run_id)) is not None:
+        if _any_committed(store, record):
             return
         for key in objects:
             store.delete(key)
-        store.delete(intent_key(run_id))
+        store.delete(intent_key(record.run_id))
         log.warning(
-            "run %s failed before its commit point; its %d objects were removed", run_id, len(objects)
+            "run %s failed before its commit point; its %d objects were removed", record.run_id, len(objects)
         )
     except FeedlakeError as exc:
-        log.warning("run %s: cleanup failed (%s); the next run will recover the lake", run_id, exc)
+        log.warning("run %s: cleanup failed (%s); the next run will recover the lake", record.run_id, exc)
 
 
 def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
@@ -250,16 +327,8 @@ def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
                 log.warning(
                     "damaged object %s (%s); reading keys from the run's files", record.keys_object, exc
                 )
-                sources = sorted({f.source_id for f in record.files})
-                updates += [
-                    partial(
-                        _merge_or_mark,
-                        store,
-                        source_id,
-                        partial(_file_keys, store, [f for f in record.files if f.source_id == source_id]),
-                    )
-                    for source_id in sources
-                ]
+                by_source = _keys_by_source(_files_keys(store, record.files))
+                updates += [partial(_merge_or_mark, store, s, partial(_given, keys)) for s, keys in by_source]
             else:
                 updates += [partial(_merge_or_mark, store, s, partial(_given, keys)) for s, keys in by_source]
     for source_id, value in record.validators.items():
@@ -271,8 +340,6 @@ def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
     with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="feedlake-state") as pool:
         for future in [pool.submit(update) for update in updates]:
             future.result()
-    for key in record.removed:
-        store.delete(key)
 
 
 def _keys_by_source(keys: pa.Table) -> list[tuple[str, pa.Array]]:
@@ -352,49 +419,37 @@ def with_seen_repaired(
 
 
 def committed_row_keys(store: ObjectStore, source_id: str) -> pa.Array:
-    """The row keys of every live file of a source (articles and quarantine): what its seen index
-    must hold. DamagedObjectError names a commit record or data file that cannot be read."""
-    files = [
-        f for table in (ARTICLES, QUARANTINE) for f in live_files(store, table) if f.source_id == source_id
-    ]
-    return _file_keys(store, files)
-
-
-def _file_keys(store: ObjectStore, files: Sequence[CommittedFile]) -> pa.Array:
+    """The row keys of every live row of a source (articles and quarantine): what its seen index
+    must hold, read from the tables' latest versions."""
     parts = [pa.array([], pa.string())]
+    for table, schema in TABLE_SCHEMAS.items():
+        rows = read_rows(store, table, schema, columns=["article_id", "content_hash"], source_id=source_id)
+        parts.append(row_keys(rows))
+    return pa.concat_arrays(parts).unique()
+
+
+def _files_keys(store: ObjectStore, files: Sequence[TableFile]) -> pa.Table:
+    """(source_id, key) of every row of a run's data files: its keys object, rebuilt."""
+    parts = [pa.table({"source_id": pa.array([], pa.string()), "key": pa.array([], pa.string())})]
     for committed in files:
         raw = store.get(committed.key)
         if raw is None:
             # Its rows are not in the table either: taking them in again duplicates nothing.
             continue
         try:
-            rows = pq.ParquetFile(pa.BufferReader(raw)).read(columns=["article_id", "content_hash"])
+            rows = pq.ParquetFile(pa.BufferReader(raw)).read(
+                columns=["source_id", "article_id", "content_hash"]
+            )
         except (pa.ArrowException, KeyError, OSError) as exc:
             raise DamagedObjectError(committed.key, f"not a readable data file ({exc})") from None
-        parts.append(row_keys(rows))
-    return pa.concat_arrays(parts).unique()
+        parts.append(pa.table({"source_id": rows.column("source_id"), "key": row_keys(rows)}))
+    return pa.concat_tables(parts)
 
 
-def live_files(store: ObjectStore, table: str = ARTICLES) -> list[CommittedFile]:
-    """The data files of ``table`` that the commit log says are live: the reader's contract."""
-    live: dict[str, CommittedFile] = {}
-    for record in list_commits(store):
-        for key in record.removed:
-            live.pop(key, None)
-        for committed in record.files:
-            if committed.table == table:
-                live[committed.key] = committed
-    return sorted(live.values(), key=lambda f: f.key)
-
-
-def list_commits(store: ObjectStore) -> list[CommitRecord]:
-    """Return every commit record in commit order; DamagedObjectError names one that cannot be read."""
-    records = []
-    for key in store.list(f"{COMMITS}/"):
-        raw = store.get(key)
-        if raw is not None:
-            records.append(CommitRecord.from_json(raw, key))
-    return records
+def run_in_flight(store: ObjectStore, run_id: str) -> bool:
+    """Whether ``run_id`` still has an intent: in flight, or crashed and not yet recovered. Its
+    objects are not committed as far as a reader knows (recovery keeps or deletes them)."""
+    return store.get(intent_key(run_id)) is not None
 
 
 def _clear_txn(store: ObjectStore, run_id: str) -> None:

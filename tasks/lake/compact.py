@@ -1,8 +1,12 @@
-"""Compaction: merge a partition's small files into files near a target size, atomically.
+"""Maintenance of the Delta tables: compaction (a new version, same rows) and vacuum.
 
-Input: a lake, optionally one source and a first published date. Output: per partition, new files
-(sorted by ``published_at``, write-once digest keys) committed in one record that also names the
-files they replace; the old files are deleted only after that commit point. Rows are unchanged.
+Compaction merges each month partition's small files into files near a target size, sorted by
+``source_id`` and ``published_at`` (the clustering readers prune on, which a Z-order by source and
+date would give), and commits them in one run: a new table version that removes the old files and
+adds the new, marked as no data change (change-data-feed readers see nothing). It goes through the
+same commit protocol as a poll (intent, write-once files, recovery), so a crash at any point leaves
+no file the log does not name once the next run has recovered. The previous version stays readable
+(time travel) until ``vacuum`` deletes the files no version within the retention window names.
 """
 
 from __future__ import annotations
@@ -16,18 +20,23 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feedlake.tasks.errors import StoreError
-from feedlake.tasks.lake.commit import commit_run, live_files
-from feedlake.tasks.lake.layout import ARTICLES
+from feedlake.schemas.article import PARTITION_COLUMN
+from feedlake.tasks.errors import StoreError, StoreTransientError, bug_reason
+from feedlake.tasks.lake.commit import TABLE_SCHEMAS, commit_run
+from feedlake.tasks.lake.delta_table import TableFile, live_files, open_table
+from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, data_file_key
 from feedlake.tasks.lake.storage import ObjectStore
-from feedlake.tasks.lake.write import PlannedFile, encode_parquet, rows_digest
+from feedlake.tasks.lake.write import PlannedFile, encode_parquet, file_stats, rows_digest
 
 log = logging.getLogger(__name__)
+
+# Removed files stay this long by default: readers in flight and time travel within a week work.
+VACUUM_RETENTION_HOURS = 7 * 24
 
 
 @dataclass(frozen=True)
 class PartitionCompaction:
-    """What compaction did to one partition."""
+    """What compaction did to one partition of one table."""
 
     partition: str
     files_before: int
@@ -43,67 +52,74 @@ def compact_lake(
     *,
     target_bytes: int,
     row_group_rows: int,
-    source_id: str | None = None,
     since: date | None = None,
 ) -> list[PartitionCompaction]:
-    """Compact every partition (of one source, from ``since`` on) that has more than one file."""
-    partitions: dict[str, list[str]] = defaultdict(list)
-    for committed in live_files(store, ARTICLES):
-        folder = committed.key.rsplit("/", 1)[0]
-        if _selected(folder, source_id, since):
-            partitions[folder].append(committed.key)
+    """Compact every month partition (from the month of ``since`` on) that has more than one file,
+    in articles and quarantine, as one run; what was done per partition."""
     added: list[tuple[str, PlannedFile]] = []
-    removed: list[str] = []
+    removed: list[TableFile] = []
     done: list[PartitionCompaction] = []
-    for folder, keys in sorted(partitions.items()):
-        if len(keys) < 2:
-            continue
-        result = _compact_partition(store, folder, keys, target_bytes, row_group_rows)
-        if result is None:
-            continue
-        planned, report = result
-        added += [(ARTICLES, p) for p in planned]
-        removed += keys
-        done.append(report)
+    first_month = None if since is None else f"{since:%Y-%m}"
+    for table in (ARTICLES, QUARANTINE):
+        partitions: dict[str, list[TableFile]] = defaultdict(list)
+        for live in live_files(store, table):
+            month = str(live.partition.get(PARTITION_COLUMN))
+            if first_month is None or month >= first_month:
+                partitions[month].append(live)
+        for month, files in sorted(partitions.items()):
+            if len(files) < 2:
+                continue
+            result = _compact_partition(store, table, month, files, target_bytes, row_group_rows)
+            if result is None:
+                continue
+            planned, report = result
+            added += [(table, p) for p in planned]
+            removed += files
+            done.append(report)
     if added:
-        empty = pa.table(
-            {
-                "source_id": pa.array([], pa.string()),
-                "article_id": pa.array([], pa.string()),
-                "content_hash": pa.array([], pa.string()),
-            }
+        no_keys = pa.table(
+            {name: pa.array([], pa.string()) for name in ("source_id", "article_id", "content_hash")}
         )
-        commit_run(store, run_id, added, empty, {}, removed=removed, kind="compact")
+        commit_run(store, run_id, added, no_keys, {}, removed=removed, kind="compact")
     log.info("compact: %d partitions, %d files -> %d", len(done), len(removed), len(added))
     return done
 
 
 def _compact_partition(
-    store: ObjectStore, folder: str, keys: list[str], target_bytes: int, row_group_rows: int
+    store: ObjectStore,
+    table: str,
+    month: str,
+    files: list[TableFile],
+    target_bytes: int,
+    row_group_rows: int,
 ) -> tuple[list[PlannedFile], PartitionCompaction] | None:
     tables = []
     bytes_before = 0
-    for key in keys:
-        raw = store.get(key)
+    for live in files:
+        raw = store.get(live.key)
         if raw is None:
-            raise StoreError(f"live file {store.uri(key)} is missing; the lake was changed by hand")
+            raise StoreError(f"live file {store.uri(live.key)} is missing; the lake was changed by hand")
         bytes_before += len(raw)
         tables.append(pq.read_table(io.BytesIO(raw)))
-    merged = pa.concat_tables(tables, promote_options="default")
-    merged = merged.sort_by([("published_at", "ascending"), ("article_id", "ascending")])
+    schema = TABLE_SCHEMAS[table]
+    merged = pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
+    order = [(c, "ascending") for c in ("source_id", "published_at", "article_id")]
+    merged = merged.sort_by(order)
     # Split by the bytes the rows took before: compressed size per row barely changes on merge.
     rows_per_file = max(1, int(merged.num_rows * target_bytes / max(bytes_before, 1)))
-    source_id = folder.split("source_id=", 1)[1].split("/", 1)[0]
+    partition = {PARTITION_COLUMN: month}
     planned = []
     for start in range(0, merged.num_rows, rows_per_file):
         part = merged.slice(start, rows_per_file)
-        key = f"{folder}/part-{rows_digest(part)}.parquet"
-        planned.append(PlannedFile(key, source_id, part.num_rows, encode_parquet(part, row_group_rows)))
-    if {p.key for p in planned} & set(keys):
+        key = data_file_key(table, tuple(partition.items()), rows_digest(part))
+        planned.append(
+            PlannedFile(key, part.num_rows, encode_parquet(part, row_group_rows), partition, file_stats(part))
+        )
+    if {p.key for p in planned} & {f.key for f in files}:
         return None  # already as compact as it gets: rewriting would replace a file with itself
     report = PartitionCompaction(
-        partition=folder,
-        files_before=len(keys),
+        partition=f"{table}/{PARTITION_COLUMN}={month}",
+        files_before=len(files),
         files_after=len(planned),
         rows=merged.num_rows,
         bytes_before=bytes_before,
@@ -112,8 +128,30 @@ def _compact_partition(
     return planned, report
 
 
-def _selected(folder: str, source_id: str | None, since: date | None) -> bool:
-    parts = dict(segment.split("=", 1) for segment in folder.split("/")[1:] if "=" in segment)
-    if source_id is not None and parts.get("source_id") != source_id:
-        return False
-    return since is None or date.fromisoformat(parts.get("published_date", "9999-12-31")) >= since
+def vacuum_lake(
+    store: ObjectStore, retention_hours: int = VACUUM_RETENTION_HOURS, dry_run: bool = False
+) -> list[str]:
+    """Delete the data files no table version within ``retention_hours`` names (and files no version
+    ever named, such as a crashed writer's, once that old), checkpoint each table and clean its
+    expired log entries; the keys deleted (or that would be, with ``dry_run``)."""
+    deleted: list[str] = []
+    for table in (ARTICLES, QUARANTINE):
+        delta = open_table(store, table)
+        if delta is None:
+            continue
+        try:
+            paths = delta.vacuum(
+                retention_hours=retention_hours,
+                dry_run=dry_run,
+                enforce_retention_duration=False,
+                full=True,
+            )
+            if not dry_run:
+                delta.create_checkpoint()
+                delta.cleanup_metadata()
+        except Exception as exc:  # noqa: BLE001 - delta-rs raises its own and OSError kinds
+            raise StoreTransientError(
+                f"cannot vacuum the Delta table {store.uri(table)}: {bug_reason(exc)}"
+            ) from None
+        deleted += [f"{table}/{path}" for path in paths]
+    return sorted(deleted)

@@ -1,11 +1,12 @@
 """Where things live in a lake: every key feedlake reads or writes is built here.
 
-articles/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet   the table
-_quarantine/source_id=<id>/published_date=<YYYY-MM-DD>/part-<digest>.parquet rejected rows + reasons
+articles/                               the articles Delta table:
+  _delta_log/                           its log (commits, checkpoints): what readers read
+  published_month=<YYYY-MM>/part-<digest>.parquet   its data files, sorted by source and time
+_quarantine/                            the quarantine Delta table (rejected rows + reasons), same shape
 _validation/<run_id>.json, .html        one run's validation results and its data-quality page
-_commits/<utc-stamp>-<run_id>.json      one record per committed run (the commit point)
 _raw/<YYYY-MM-DD>/<run_id>.warc.gz      a run's raw capture: WARC of every feed and page it fetched
-_txn/<run_id>/intent.json, keys.parquet  a run in flight; gone once its state is applied
+_txn/<run_id>/intent.json, keys.parquet  a run in flight (its whole plan); gone once state is applied
 _state/feeds/<source_id>.json            ETag / Last-Modified per source
 _state/health.json                       every source's health (last success, failures, next try)
 _state/seen/<source_id>.parquet          committed (article_id:content_hash) keys of a source; once
@@ -16,6 +17,7 @@ _state/seen/<source_id>/k<k>/b<hex>.parquet  bucket of the keys whose article id
                                          k bits (past 16,384 keys; live once the pointer names k)
 _state/damaged/<key>.<utc-stamp>         a copy of a damaged object, kept for a person to look at
 _lease.json                              the lease of the run that holds the lake
+_commits/                                the commit log of lakes before Delta (read by ``migrate``)
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from datetime import UTC, datetime
 
 ARTICLES = "articles"
 QUARANTINE = "_quarantine"
-COMMITS = "_commits"
+# The commit log of lakes written before the tables were Delta tables (feedlake migrate reads it).
+LEGACY_COMMITS = "_commits"
+DELTA_LOG = "_delta_log"
 TXN = "_txn"
 VALIDATION = "_validation"
 RAW = "_raw"
@@ -34,14 +38,9 @@ LEASE = "_lease.json"
 
 
 def data_file_key(table: str, partitions: tuple[tuple[str, str], ...], digest: str) -> str:
-    """Key of a Parquet data file in a Hive-style partition of ``table``."""
+    """Key of a Parquet data file in a partition folder of ``table``."""
     folders = "/".join(f"{name}={value}" for name, value in partitions)
     return f"{table}/{folders}/part-{digest}.parquet"
-
-
-def commit_key(run_id: str) -> str:
-    """Key of a run's commit record."""
-    return f"{COMMITS}/{run_id}.json"
 
 
 def validation_key(run_id: str, extension: str = "json") -> str:

@@ -5,7 +5,7 @@ A page that timed out, or answered 429 or 5xx, leaves its row with the feed's te
 ``page_retries``: the later polls that tried it so far) are one Parquet object per run that changed them,
 ``_pages/<run_id>.parquet``, committed with that run (one of ``commit_run``'s ``reports``) and
 rolled back with it: a crash never leaves a retry without its row or a row retried twice. The
-last committed object (by commit time) is the list; runs hold the lake's lease, so they never race
+last committed object (by commit order) is the list; runs hold the lake's lease, so they never race
 for it.
 """
 
@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 
 from feedlake.schemas.article import ARTICLE_SCHEMA
 from feedlake.tasks.errors import DamagedObjectError
-from feedlake.tasks.lake.commit import CommitRecord
-from feedlake.tasks.lake.layout import commit_key
+from feedlake.tasks.lake.commit import run_in_flight
+from feedlake.tasks.lake.delta_table import RUN_ID_KEY, commit_history
+from feedlake.tasks.lake.layout import ARTICLES
 from feedlake.tasks.lake.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 PAGES = "_pages"
 RETRIES = "page_retries"
 RETRY_SCHEMA = ARTICLE_SCHEMA.append(pa.field(RETRIES, pa.int32(), nullable=False))
+# Commits of the articles table searched for the order of several committed lists (a crash
+# between a commit and its prune leaves two; more than this many commits apart never happens).
+HISTORY_LOOKBACK = 50
 
 
 def page_retries_key(run_id: str) -> str:
@@ -38,32 +42,29 @@ def page_retries_key(run_id: str) -> str:
 def read_page_retries(store: ObjectStore) -> pa.Table:
     """The rows waiting for a page retry, as the last run to commit a list left them (empty if none).
 
-    "Last" is by commit time, not run id: a run's id is minted before it waits for the lease, so
-    runs can commit out of id order (each reads the list under the lease, so the last committed
-    list is built on every earlier one). A list whose commit record is missing or damaged is not
-    committed as far as this reader knows, and is skipped (the record is recovery's business). A
-    damaged list raises DamagedObjectError naming its own key (the poll then sets it aside and
-    starts afresh: those pages are not retried, and their rows keep the feed's text).
+    A list whose run still has an intent is in flight or crashed before recovery: it is not
+    committed as far as this reader knows, and is skipped. Of the committed lists (normally one:
+    each commit prunes the others), "last" is by commit, not run id: a run's id is minted before it
+    waits for the lease, so runs can commit out of id order. The articles table's recent history
+    names the run of each commit; lists it does not name sort first, by run id. A damaged list
+    raises DamagedObjectError naming its own key (the poll then sets it aside and starts afresh:
+    those pages are not retried, and their rows keep the feed's text).
     """
-    committed: list[tuple[str, str]] = []
-    # Pruning keeps this folder to a list or two: one GET of each one's commit record, never a LIST
-    # of _commits/ (which grows with every run).
+    lists = {}
     for key in store.list(f"{PAGES}/"):
-        if not key.endswith(".parquet"):
-            continue
         run_id = key.removeprefix(f"{PAGES}/").removesuffix(".parquet")
-        record_key = commit_key(run_id)
-        raw_record = store.get(record_key)
-        if raw_record is None:
-            continue  # a run in flight, or one that crashed before its commit point
-        try:
-            record = CommitRecord.from_json(raw_record, record_key)
-        except DamagedObjectError:
-            log.warning("page retries: %s is not readable; its list %s is skipped", record_key, key)
-            continue
-        if key in record.reports:
-            committed.append((record.committed_at, key))
-    for _, key in sorted(committed, reverse=True):
+        if key.endswith(".parquet") and not run_in_flight(store, run_id):
+            lists[run_id] = key
+    if not lists:
+        return RETRY_SCHEMA.empty_table()
+    order = {run_id: len(lists) for run_id in lists}
+    if len(lists) > 1:
+        for position, commit in enumerate(commit_history(store, ARTICLES, HISTORY_LOOKBACK)):
+            run_id = str(commit.get(RUN_ID_KEY, ""))
+            if run_id in order and order[run_id] == len(lists):
+                order[run_id] = -position
+    for run_id in sorted(lists, key=lambda r: (order[r], r), reverse=True):
+        key = lists[run_id]
         raw = store.get(key)
         if raw is None:
             continue

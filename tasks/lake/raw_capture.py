@@ -2,7 +2,7 @@
 
 A run's capture is one gzipped WARC/1.1 file at ``_raw/<YYYY-MM-DD>/<run_id>.warc.gz``
 (``layout.raw_capture_key``), passed to ``commit_run`` as one of its ``reports``: it becomes
-visible with the run's commit record and is deleted with the run on rollback. ``feedlake
+visible with the run's table commit and is deleted with the run on rollback. ``feedlake
 reextract`` reads it back with ``iter_raw_captures`` and extracts again without fetching.
 
 The file holds a ``warcinfo`` record (the run and how many exchanges follow), then per exchange a
@@ -54,8 +54,8 @@ from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser, St
 from warcio.warcwriter import WARCWriter
 
 from feedlake.tasks.errors import DamagedObjectError, bug_reason
-from feedlake.tasks.lake.commit import CommitRecord
-from feedlake.tasks.lake.layout import COMMITS, RAW, commit_key
+from feedlake.tasks.lake.commit import run_in_flight
+from feedlake.tasks.lake.layout import RAW
 from feedlake.tasks.lake.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -173,13 +173,15 @@ def iter_raw_captures(
             continue
         if since is None or day >= since:
             captures.append((day, found["run"], key))
-    committed = set(store.list(f"{COMMITS}/"))
     for _, run_id, key in sorted(captures):
-        if not _is_committed(store, run_id, key, committed):
+        if run_in_flight(store, run_id):
+            # The reader's contract: a run in flight, or one that crashed before recovery, has an
+            # intent; recovery keeps its capture (committed) or deletes it (not).
+            log.debug("raw capture %s belongs to a run in flight: skipped", key)
             continue
         data = store.get(key)
         if data is None:
-            log.warning("raw capture %s is named by its commit record but gone from the lake", key)
+            continue  # rolled back by a recovery since the listing
             continue
         for exchange in _read_exchanges(data, key):
             if source_id is not None and exchange.source_id != source_id:
@@ -187,22 +189,6 @@ def iter_raw_captures(
             if kind is not None and exchange.kind != kind:
                 continue
             yield run_id, exchange
-
-
-def _is_committed(store: ObjectStore, run_id: str, key: str, commits: set[str]) -> bool:
-    # The reader's contract: only objects a commit record names. A run in flight, or one that
-    # crashed before its commit point, has a capture and no record (recovery deletes it).
-    record_key = commit_key(run_id)
-    if record_key not in commits:
-        log.debug("raw capture %s has no commit record: skipped", key)
-        return False
-    raw = store.get(record_key)
-    if raw is None:
-        return False
-    if key not in CommitRecord.from_json(raw, record_key).reports:
-        log.debug("raw capture %s is not named by run %s's commit record: skipped", key, run_id)
-        return False
-    return True
 
 
 def _records(writer: WARCWriter, exchange: RawExchange, run_id: str) -> tuple[Any, Any]:

@@ -58,6 +58,10 @@ class ObjectStore(Protocol):
         """Return a URL for ``key`` that readers (DuckDB, pyarrow) understand."""
         ...
 
+    def delta_options(self) -> dict[str, str]:
+        """Storage options that let delta-rs reach this store (endpoint, region, credentials)."""
+        ...
+
 
 class LocalStore:
     """An object store in a local folder; writes are atomic (temp file, fsync, rename)."""
@@ -163,6 +167,10 @@ class LocalStore:
     def uri(self, key: str = "") -> str:
         """Return a URL for ``key`` that readers (DuckDB, pyarrow) understand."""
         return (self.root / key).as_posix() if key else self.root.as_posix()
+
+    def delta_options(self) -> dict[str, str]:
+        """A local folder needs no storage options."""
+        return {}
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         try:

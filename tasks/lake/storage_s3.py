@@ -49,9 +49,10 @@ class S3Location:
 class S3Store:
     """An object store in an S3 bucket under a prefix."""
 
-    def __init__(self, location: S3Location, client: Any) -> None:
+    def __init__(self, location: S3Location, client: Any, session: Any = None) -> None:
         self.location = location
         self._client = client
+        self._session = session
 
     def get(self, key: str) -> bytes | None:
         """Return the object's bytes, or None if there is no such key."""
@@ -105,6 +106,29 @@ class S3Store:
         """Return the ``s3://`` URL of ``key``."""
         path = self.location.key(key) if key else self.location.prefix
         return f"s3://{self.location.bucket}/{path}".rstrip("/")
+
+    def delta_options(self) -> dict[str, str]:
+        """delta-rs storage options for this bucket: the client's endpoint, region and addressing,
+        and the credentials boto3 resolved (environment, profile or role). They are handed to
+        delta-rs in memory only: no log, error or object ever holds them."""
+        endpoint = str(self._client.meta.endpoint_url)
+        config = self._client.meta.config
+        addressing = (config.s3 or {}).get("addressing_style", "auto")
+        options = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": self._client.meta.region_name or "us-east-1",
+            "AWS_ALLOW_HTTP": "true" if endpoint.startswith("http://") else "false",
+            # A custom endpoint (MinIO, moto, Ceph) takes paths unless told otherwise.
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "true" if addressing == "virtual" else "false",
+        }
+        credentials = self._session.get_credentials() if self._session is not None else None
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options["AWS_ACCESS_KEY_ID"] = frozen.access_key
+            options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
+        return options
 
     def _conditional_put(self, key: str, data: bytes, **condition: str) -> bool:
         try:
@@ -167,7 +191,6 @@ def open_s3_store(
         # Commits write data files from several threads (feedlake.tasks.lake.commit.WRITE_THREADS) at once.
         max_pool_connections=32,
     )
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=endpoint_url, region_name=region, config=config
-    )
-    return S3Store(S3Location(bucket, prefix.strip("/")), client)
+    session = boto3.session.Session()
+    client = session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    return S3Store(S3Location(bucket, prefix.strip("/")), client, session)

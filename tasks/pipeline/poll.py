@@ -31,7 +31,7 @@ from feedlake.tasks.health.records import (
     updated_health,
     write_health,
 )
-from feedlake.tasks.lake.layout import commit_key, new_run_id, raw_capture_key, validation_key
+from feedlake.tasks.lake.layout import ARTICLES, new_run_id, raw_capture_key, validation_key
 from feedlake.tasks.lake.page_retries import (
     PAGES,
     RETRY_SCHEMA,
@@ -291,7 +291,7 @@ def _poll_under_lease(
         files_written=len(record.files),
         rows_committed=outcome.accepted.num_rows,
         rows_quarantined=outcome.quarantined.num_rows,
-        commit_key=commit_key(run_id) if record.files or record.validators else None,
+        table_version=record.table_versions.get(ARTICLES),
         recovered=tuple(recovered),
         validate_seconds=validate_seconds,
         run_seconds=time.perf_counter() - clock,

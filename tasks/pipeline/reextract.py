@@ -11,7 +11,6 @@ writes nothing: re-extraction is idempotent, and a crash at any write is recover
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -19,14 +18,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from feedlake.schemas.article import ARTICLE_SCHEMA, PARTITION_COLUMNS
-from feedlake.tasks.errors import StoreError
+from feedlake.schemas.article import ARTICLE_SCHEMA
 from feedlake.tasks.full_text.extract import ExtractionJob, PageArticle, extract_articles
 from feedlake.tasks.full_text.stage import feed_text, use_page_body
-from feedlake.tasks.lake.commit import commit_run, live_files
-from feedlake.tasks.lake.layout import new_run_id
+from feedlake.tasks.lake.commit import commit_run
+from feedlake.tasks.lake.delta_table import read_rows
+from feedlake.tasks.lake.layout import ARTICLES, new_run_id
 from feedlake.tasks.lake.raw_capture import RawExchange, iter_raw_captures
 from feedlake.tasks.lake.storage import ObjectStore, open_store
 from feedlake.tasks.lake.transaction import lake_transaction
@@ -116,22 +114,15 @@ def current_rows(
     if not article_ids:
         return {}
     wanted = pa.array(sorted(article_ids), pa.string())
+    table = read_rows(store, ARTICLES, ARTICLE_SCHEMA, source_id=source_id)
+    table = table.filter(pc.is_in(table.column("article_id"), value_set=wanted))
     latest: dict[tuple[str, str], dict[str, object]] = {}
-    for committed in live_files(store):
-        if source_id is not None and committed.source_id != source_id:
-            continue
-        raw = store.get(committed.key)
-        if raw is None:
-            continue
-        table = pq.read_table(io.BytesIO(raw))
-        table = table.filter(pc.is_in(table.column("article_id"), value_set=wanted))
-        for row in table.to_pylist():
-            row.update(_partition_values(committed.key))
-            key = (str(row["source_id"]), str(row["article_id"]))
-            rank = (row["captured_at"], row["fetched_at"], row["run_id"])
-            held = latest.get(key)
-            if held is None or rank > (held["captured_at"], held["fetched_at"], held["run_id"]):
-                latest[key] = row
+    for row in table.to_pylist():
+        key = (str(row["source_id"]), str(row["article_id"]))
+        rank = (row["captured_at"], row["fetched_at"], row["run_id"])
+        held = latest.get(key)
+        if held is None or rank > (held["captured_at"], held["fetched_at"], held["run_id"]):
+            latest[key] = row
     return latest
 
 
@@ -155,17 +146,3 @@ def _job(exchange: RawExchange, row: dict[str, object]) -> ExtractionJob:
         title=str(row["title"]) if row["title"] is not None else None,
         teaser=feed_text(row),
     )
-
-
-def _partition_values(key: str) -> dict[str, object]:
-    """source_id and published_date from a data file's Hive path (they are not inside the file)."""
-    values: dict[str, object] = {}
-    for part in key.split("/"):
-        name, _, value = part.partition("=")
-        if name == "source_id":
-            values[name] = value
-        elif name == "published_date":
-            values[name] = date.fromisoformat(value)
-    if set(values) != set(PARTITION_COLUMNS):
-        raise StoreError(f"{key} is not a partitioned article file (source_id=/published_date=)")
-    return values

@@ -20,7 +20,8 @@ class RunSummary:
     files_written: int
     rows_committed: int
     rows_quarantined: int
-    commit_key: str | None
+    # The articles table version the run committed (its commit point), None if it made none.
+    table_version: int | None
     recovered: tuple[str, ...] = field(default=())
     validate_seconds: float = 0.0
     run_seconds: float = 0.0

@@ -48,7 +48,7 @@ def test_poll_prints_summary_and_exits_zero_despite_a_broken_source(
     line = next(x for x in out.splitlines() if x.startswith("missing"))
     assert "error" in line and "404" in line
     assert "3 rows committed" in out
-    assert f"read_parquet('{lake}/articles/**/*.parquet', hive_partitioning = true)" in out
+    assert f"delta_scan('{lake}/articles')" in out and "articles table version: 1" in out
 
 
 @pytest.mark.slow

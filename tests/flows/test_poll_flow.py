@@ -172,7 +172,7 @@ def test_a_poll_where_every_feed_is_unchanged_never_imports_great_expectations(
         "from feedlake.flows.poll import poll_flow\n"
         f"summary = poll_flow(sources={str(sources)!r}, lake={str(lake)!r})\n"
         "print('RESULT', json.dumps([[r.status for r in summary.reports],"
-        " 'great_expectations' in sys.modules, summary.commit_key]))\n"
+        " 'great_expectations' in sys.modules, summary.table_version]))\n"
     )
     repo = REPO
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(repo)}
@@ -181,6 +181,6 @@ def test_a_poll_where_every_feed_is_unchanged_never_imports_great_expectations(
     )
     assert child.returncode == 0, child.stderr[-3000:]
     line = next(line for line in child.stdout.splitlines() if line.startswith("RESULT "))
-    statuses, imported, commit_key = json.loads(line.removeprefix("RESULT "))
-    assert statuses == ["not_modified"] and commit_key is None
+    statuses, imported, table_version = json.loads(line.removeprefix("RESULT "))
+    assert statuses == ["not_modified"] and table_version is None
     assert not imported

@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from feedlake.tasks.lake.commit import list_commits
+from feedlake.tasks.lake.delta_table import RUN_ID_KEY, commit_history
 from feedlake.tasks.lake.storage import open_store
 from tests.conftest import CASES, S3_ENV, CorpusFile, write_sources
 from tests.support.s3_fault_proxy import FaultPolicy, fault_proxy
@@ -129,11 +129,13 @@ def test_s3_faults_are_retried_and_the_run_commits_exactly_once(
     want = s3_table(clean_lake, s3_endpoint)
     pairs = sorted(zip(got["article_id"].to_pylist(), got["content_hash"].to_pylist(), strict=True))
     assert pairs == sorted(zip(want["article_id"].to_pylist(), want["content_hash"].to_pylist(), strict=True))
-    assert len(list_commits(open_store(s3_lake))) == 1
+    runs = [c[RUN_ID_KEY] for c in commit_history(open_store(s3_lake), "articles") if RUN_ID_KEY in c]
+    assert runs == [faulty.run_id]
 
 
-def refuse_commit_records(method: str, path: str) -> str | None:
-    return "slowdown" if method == "PUT" and "/_commits/" in path else None
+def refuse_table_commits(method: str, path: str) -> str | None:
+    # A Delta commit is a PUT of the table log's next JSON entry (version 0 creates the table).
+    return "slowdown" if method == "PUT" and "/_delta_log/" in path and path.endswith(".json") else None
 
 
 def test_a_store_that_refuses_the_commit_fails_cleanly_with_nothing_visible(
@@ -143,14 +145,12 @@ def test_a_store_that_refuses_the_commit_fails_cleanly_with_nothing_visible(
     from feedlake.tasks.errors import StoreTransientError
 
     sources = corpus_sources(tmp_path, manifest, snapshot_base_url)
-    policy = FaultPolicy(
-        rule=lambda method, path: "slowdown" if method == "PUT" and "/_commits/" in path else None
-    )
+    policy = FaultPolicy(rule=refuse_table_commits)
     with fault_proxy(s3_endpoint, policy) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy)
         monkeypatch.setenv("FEEDLAKE_S3_MAX_ATTEMPTS", "2")
         monkeypatch.setenv("FEEDLAKE_COMMIT_RETRIES", "1")
-        with pytest.raises(StoreTransientError, match="_commits"):
+        with pytest.raises(StoreTransientError, match="Delta table"):
             poll_flow(sources=str(sources), lake=s3_lake)
     assert policy.injected["slowdown"] >= 2
     leftovers = [k for k in all_objects(s3_lake, s3_endpoint) if not k.endswith("_lease.json")]

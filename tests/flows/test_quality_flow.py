@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from feedlake.flows.cli import EXIT_OK, main
-from feedlake.tasks.lake.commit import list_commits
+from feedlake.tasks.lake.delta_table import RUN_ID_KEY, commit_history, live_files, reports_of
 from feedlake.tasks.lake.layout import raw_capture_key
 from feedlake.tasks.lake.storage import open_store
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
@@ -79,10 +79,10 @@ def test_each_severity_does_its_job_in_a_real_poll(polled) -> None:
 def test_validation_results_are_committed_with_the_run(polled) -> None:
     _, lake, summary, _ = polled
     store = open_store(str(lake))
-    record = list_commits(store)[-1]
-    assert record.run_id == summary.run_id
+    commit = commit_history(store, "articles", 1)[0]
+    assert commit[RUN_ID_KEY] == summary.run_id
     # The validation results, and the raw capture of the feed documents the run fetched.
-    assert sorted(record.reports) == [
+    assert sorted(reports_of(commit)) == [
         raw_capture_key(summary.run_id),
         f"_validation/{summary.run_id}.html",
         f"_validation/{summary.run_id}.json",
@@ -134,7 +134,7 @@ def test_quarantine_list_then_replay_after_a_fix_moves_rows_exactly_once(polled,
     assert main(["quarantine", "replay", "--lake", str(lake), "--suite", str(relaxed)]) == EXIT_OK
     assert "0 held rows checked, 0 moved" in capsys.readouterr().out
     assert articles_per_source(lake) == {"centcom": 3, "nodates": 60, "un-some-old": 30, "un-all-old": 30}
-    assert not list((lake / "_quarantine").rglob("*.parquet"))
+    assert live_files(open_store(str(lake)), "_quarantine") == []
     # A poll after the replay adds nothing twice: every feed is unchanged or already seen.
     assert main(["poll", "--sources", str(sources), "--lake", str(lake)]) == EXIT_OK
     assert sum(articles_per_source(lake).values()) == 123

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from feedlake.tasks.lake.commit import live_files
+from feedlake.tasks.lake.delta_table import live_files
 from feedlake.tasks.lake.storage import open_store
 from feedlake.tasks.settings import FeedlakeSettings
 from tests.support.prefect_server import wait_for
@@ -65,7 +65,7 @@ def lake_guids(lake: Path) -> list[str]:
         return []
     store = open_store(str(lake), FeedlakeSettings())
     guids: list[str] = []
-    for committed in live_files(store):
+    for committed in live_files(store, "articles"):
         table = pq.read_table(io.BytesIO(store.get(committed.key) or b""), columns=["guid"])
         guids += table.column("guid").to_pylist()
     return guids

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from feedlake.tasks.demo.snapshot_server import serve_snapshots
-from feedlake.tasks.lake.commit import live_files
+from feedlake.tasks.lake.delta_table import live_files
 from feedlake.tasks.lake.storage import open_store
 from feedlake.tasks.websub.subscriber import signature_valid
 from tests.conftest import free_port, write_sources
@@ -39,7 +39,7 @@ def test_signatures_are_checked_with_every_hub_algorithm() -> None:
 def rows(lake: Path) -> list[str]:
     # Read through the commit log, as readers must: the lake is polled while a run is writing, and
     # a directory scan would see partition folders whose files are not linked yet.
-    files = live_files(open_store(str(lake))) if lake.exists() else []
+    files = live_files(open_store(str(lake)), "articles") if lake.exists() else []
     return [
         guid
         for f in files

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+import pytest
+
+from feedlake.tasks.lake import commit
 from feedlake.tasks.lake.storage import ObjectStore
 
 
@@ -40,6 +46,9 @@ class CrashingStore:
     def uri(self, key: str = "") -> str:
         return self.inner.uri(key)
 
+    def delta_options(self) -> dict[str, str]:
+        return self.inner.delta_options()
+
     def put(self, key: str, data: bytes) -> None:
         self._write()
         self.inner.put(key, data)
@@ -55,3 +64,19 @@ class CrashingStore:
     def delete(self, key: str) -> None:
         self._write()
         self.inner.delete(key)
+
+
+@contextmanager
+def table_commits_counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Count each Delta table commit as a write of the CrashingStore it goes to, so a kill can land
+    just before it too (delta-rs writes the commit itself, past the store's methods)."""
+    real = commit.commit_files
+
+    def counted(store: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(store, CrashingStore):
+            store._write()
+        return real(store, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(commit, "commit_files", counted)
+        yield

@@ -9,7 +9,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feedlake.tasks.dedup.seen_rows import drop_seen
-from feedlake.tasks.lake.commit import commit_run, live_files, recover_lake
+from feedlake.tasks.lake.commit import commit_run, recover_lake
+from feedlake.tasks.lake.delta_table import live_files
 from feedlake.tasks.lake.layout import ARTICLES
 from feedlake.tasks.lake.seen_index import read_seen
 from feedlake.tasks.lake.storage import ObjectStore
@@ -32,7 +33,7 @@ def poll_once(store: ObjectStore, rows: pa.Table, run_id: str) -> None:
 
 def article_keys(store: ObjectStore) -> list[tuple[str, str]]:
     keys = []
-    for committed in live_files(store):
+    for committed in live_files(store, ARTICLES):
         table = pq.read_table(io.BytesIO(store.get(committed.key) or b""))
         keys += zip(
             table.column("article_id").to_pylist(), table.column("content_hash").to_pylist(), strict=True
@@ -41,4 +42,5 @@ def article_keys(store: ObjectStore) -> list[tuple[str, str]]:
 
 
 def physical_files(store: ObjectStore) -> list[str]:
-    return store.list(f"{ARTICLES}/")
+    """Every data file under the articles table's folder, named by its log or not."""
+    return [key for key in store.list(f"{ARTICLES}/") if "/_delta_log/" not in key]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from feedlake.tasks.lake.commit import commit_run
-from feedlake.tasks.lake.layout import commit_key
+from feedlake.tasks.lake.layout import intent_key
 from feedlake.tasks.lake.page_retries import (
     RETRIES,
     RETRY_SCHEMA,
@@ -41,14 +41,15 @@ def test_the_list_that_counts_is_the_last_committed_not_the_highest_run_id(tmp_p
     assert store.list("_pages/") == [page_retries_key(OLDER)]
 
 
-def test_a_list_without_a_readable_commit_record_is_skipped_and_the_record_left_alone(tmp_path: Path) -> None:
+def test_a_list_of_a_run_in_flight_is_skipped(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "lake"))
     commit_list(store, OLDER, waiting("a", 1))
+    # A run in flight (or crashed, not yet recovered) has its intent: its list is not committed.
+    store.put(intent_key(NEWER), b'{"run_id": "x"}')
     store.put(page_retries_key(NEWER), page_retries_object(NEWER, waiting("b", 1))[1])
-    assert read_page_retries(store).column("source_id").to_pylist() == ["a"], "uncommitted: skipped"
-    store.put(commit_key(NEWER), b"{not json")
-    assert read_page_retries(store).column("source_id").to_pylist() == ["a"], "damaged record: skipped"
-    assert store.get(commit_key(NEWER)) == b"{not json"
+    assert read_page_retries(store).column("source_id").to_pylist() == ["a"], "in flight: skipped"
+    store.delete(intent_key(NEWER))
+    assert read_page_retries(store).column("source_id").to_pylist() == ["b"], "committed, newer id"
 
 
 def test_an_empty_lake_has_an_empty_list(tmp_path: Path) -> None:

@@ -186,8 +186,12 @@ def lake(tmp_path: Path) -> Iterator[ObjectStore]:
     commit_capture(store, "20260301T230000Z-aaaa", [exchange("feed", "a", None), exchange(source_id="a")])
     commit_capture(store, "20260302T090000Z-bbb2", [exchange(source_id="b", article_id="b2")])
     commit_capture(store, "20260302T010000Z-bbb1", [exchange("feed", "b", None, body=FEED)])
-    # A run that crashed before its commit point: its capture is in the lake, named by no commit.
-    store.put(raw_capture_key("20260304T000000Z-dddd"), warc_bytes([exchange(source_id="a")], "x"))
+    # A run that crashed before its commit point (not recovered yet): its intent and its capture.
+    crashed = "20260304T000000Z-dddd"
+    store.put(
+        intent_key(crashed), json.dumps({"run_id": crashed, "objects": [raw_capture_key(crashed)]}).encode()
+    )
+    store.put(raw_capture_key(crashed), warc_bytes([exchange(source_id="a")], "x"))
     yield store
 
 

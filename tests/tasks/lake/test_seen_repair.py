@@ -1,5 +1,9 @@
 """A damaged seen index is replaced by its rebuild, never removed first: a rebuild that fails or is
-killed fails only its source, and the next successful poll still stores every article once."""
+killed fails only its source, and the next successful poll still stores every article once.
+
+The rebuild reads the source's committed row keys from the Delta tables. "The table cannot be read"
+is made real by damaging the bytes of its live data files (delta-rs reads them itself, not through
+the lake's object store), and put right by writing the saved bytes back."""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ import pyarrow.compute as pc
 import pytest
 
 import feedlake.tasks.lake.seen_index
-from feedlake.tasks.errors import DamagedObjectError, StoreTransientError
-from feedlake.tasks.lake.commit import commit_run, live_files
+from feedlake.tasks.errors import DamagedObjectError
+from feedlake.tasks.lake.commit import commit_run
+from feedlake.tasks.lake.delta_table import live_files
 from feedlake.tasks.lake.layout import ARTICLES, seen_delta_key, seen_key
 from feedlake.tasks.lake.seen_index import read_seen
 from feedlake.tasks.lake.source_state import DAMAGED
@@ -32,24 +37,25 @@ def lake_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "lake") if request.param == "local" else request.getfixturevalue("s3_lake")
 
 
-class FlakyStore(CrashingStore):
-    """Delegates to a real store; while ``failing`` names a prefix, reads under it fail (transient)."""
+class TableOutage:
+    """While on, every live data file of the articles table holds damaged bytes, so no reader can
+    read the table; ``end`` writes the saved bytes back. Written to the store given (under any
+    CrashingStore), so these writes are not counted as the run's."""
 
-    def __init__(self, inner: ObjectStore) -> None:
-        super().__init__(inner)
-        self.failing: str | None = None
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.saved: dict[str, bytes] = {}
 
-    def _check(self, key: str) -> None:
-        if self.failing is not None and key.startswith(self.failing):
-            raise StoreTransientError(f"injected: cannot read {key}")
+    def begin(self) -> None:
+        for live in live_files(self.store, ARTICLES):
+            if live.key not in self.saved:
+                self.saved[live.key] = self.store.get(live.key) or b""
+                self.store.put(live.key, GARBAGE)
 
-    def get(self, key: str) -> bytes | None:
-        self._check(key)
-        return super().get(key)
-
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
-        self._check(key)
-        return super().get_versioned(key)
+    def end(self) -> None:
+        for key, raw in self.saved.items():
+            self.store.put(key, raw)
+        self.saved = {}
 
 
 def poll(
@@ -106,15 +112,19 @@ def test_a_damaged_data_file_leaves_the_damaged_index_in_place_and_fails_only_it
 ) -> None:
     store = open_store(lake_url)
     poll(store, feed(0), "r0")
-    data_file = next(f.key for f in live_files(store) if f.source_id == "a")
+    # One file of the month holds both sources' rows.
+    [data_file] = [f.key for f in live_files(store, ARTICLES)]
     kept = store.get(data_file) or b""
     store.put(seen_key("a"), GARBAGE)
     store.put(data_file, GARBAGE)
     for run_id in ("r1", "r2"):  # every poll tries again, and fails again while the file is damaged
         reports = poll(store, feed(1), run_id)
         assert reports["a"].status == "error" and reports["a"].error_kind == "damaged"
-        assert reports["a"].error is not None
-        assert f"damaged object {seen_key('a')}" in reports["a"].error and data_file in reports["a"].error
+        error = reports["a"].error
+        assert error is not None and f"damaged object {seen_key('a')}" in error
+        # The error names the table and the file it could not read.
+        assert store.uri(ARTICLES) in error and data_file.removeprefix(f"{ARTICLES}/") in error, error
+        # b shares the damaged file, but its own index is sound: it polls on.
         assert reports["b"].status == "ok" and reports["b"].new == (1 if run_id == "r1" else 0)
         assert store.get(seen_key("a")) == GARBAGE, "left in place: never read as an empty index"
     store.put(data_file, kept)  # a person restores the file
@@ -125,18 +135,21 @@ def test_a_damaged_data_file_leaves_the_damaged_index_in_place_and_fails_only_it
     assert copies(store, seen_key("a")) == [GARBAGE]
 
 
-def test_a_store_error_during_the_rebuild_fails_the_source_and_the_next_poll_repairs(lake_url: str) -> None:
-    store = FlakyStore(open_store(lake_url))
+def test_an_unreadable_table_during_the_rebuild_fails_the_source_and_the_next_poll_repairs(
+    lake_url: str,
+) -> None:
+    store = open_store(lake_url)
+    outage = TableOutage(store)
     poll(store, feed(0), "r0")
     poll(store, feed(1), "r1")
     assert store.get(seen_delta_key("a")) is not None
     store.put(seen_delta_key("a"), GARBAGE)
-    store.failing = f"{ARTICLES}/source_id=a/"
+    outage.begin()
     reports = poll(store, feed(2), "r2")
     assert reports["a"].status == "error" and reports["a"].error_kind == "damaged"
-    assert reports["a"].error is not None and "injected: cannot read" in reports["a"].error
+    assert reports["a"].error is not None and "cannot read the Delta table" in reports["a"].error
     assert store.get(seen_delta_key("a")) == GARBAGE
-    store.failing = None
+    outage.end()
     reports = poll(store, feed(2), "r3")
     assert reports["a"].new == 4 and reports["b"].new == 0
     assert article_keys(store) == expected_keys(3)
@@ -144,25 +157,26 @@ def test_a_store_error_during_the_rebuild_fails_the_source_and_the_next_poll_rep
 
 
 def test_keys_that_cannot_reach_a_damaged_index_mark_it_for_rebuild(lake_url: str) -> None:
-    store = FlakyStore(open_store(lake_url))
+    store = open_store(lake_url)
+    outage = TableOutage(store)
     poll(store, feed(0), "r0")
     poll(store, feed(1), "r1")
 
     def damage() -> None:
         # Dedup read a sound index; by the commit its delta is damaged and the table unreadable.
         store.put(seen_delta_key("a"), GARBAGE)
-        store.failing = f"{ARTICLES}/source_id=a/"
+        outage.begin()
 
     reports = poll(store, feed(2), "r2", before_commit=damage)
     assert reports["a"].new == 4, "committed: the rows are in the table, their keys in no index"
     assert store.list("_txn/") == []
-    store.failing = None
+    outage.end()
     with pytest.raises(DamagedObjectError, match="marked for rebuild"):
         read_seen(store, "a")
-    store.failing = f"{ARTICLES}/source_id=a/"
+    outage.begin()
     reports = poll(store, feed(2), "r3")
     assert reports["a"].status == "error" and reports["b"].status == "ok"
-    store.failing = None
+    outage.end()
     reports = poll(store, feed(2), "r4")
     assert reports["a"].status == "ok" and reports["a"].new == 0 and reports["a"].warnings
     assert article_keys(store) == expected_keys(3)
@@ -174,7 +188,8 @@ def test_a_split_into_damaged_buckets_with_the_table_unreadable_marks_the_index(
     # A small unflagged root taking many keys at once splits: it writes a level of buckets, then
     # points the root at it. Damaged leftovers there and an unreadable table leave the keys of the
     # commit in no object that is read: only the mark keeps the next poll from taking them again.
-    store = FlakyStore(open_store(lake_url))
+    store = open_store(lake_url)
+    outage = TableOutage(store)
     poll(store, make_rows("a", 5), "r0")
     level = 4  # 75 keys at split_at 64: buckets of 8 or fewer
     buckets = [f"_state/seen/a/k{level}/b{n:x}.parquet" for n in range(1 << level)]
@@ -182,10 +197,10 @@ def test_a_split_into_damaged_buckets_with_the_table_unreadable_marks_the_index(
     def damage() -> None:
         for key in buckets:
             store.put(key, GARBAGE)
-        store.failing = f"{ARTICLES}/source_id=a/"
+        outage.begin()
 
     assert poll(store, make_rows("a", 75), "r1", before_commit=damage)["a"].new == 70
-    store.failing = None
+    outage.end()
     with pytest.raises(DamagedObjectError, match="marked for rebuild"):
         read_seen(store, "a", pa.array(["a-1"]))
     reports = poll(store, make_rows("a", 75), "r2")
@@ -195,27 +210,32 @@ def test_a_split_into_damaged_buckets_with_the_table_unreadable_marks_the_index(
     assert all(copies(store, key) == [GARBAGE] for key in buckets)
 
 
-def damage_root_before_the_poll(store: FlakyStore) -> Callable[[], None] | None:
+Scenario = Callable[[ObjectStore, TableOutage], Callable[[], None] | None]
+
+
+def damage_root_before_the_poll(store: ObjectStore, outage: TableOutage) -> Callable[[], None] | None:
     store.put(seen_key("a"), GARBAGE)
     return None
 
 
-def damage_delta_before_the_commit(store: FlakyStore) -> Callable[[], None] | None:
+def damage_delta_before_the_commit(store: ObjectStore, outage: TableOutage) -> Callable[[], None] | None:
     def damage() -> None:
         store.put(seen_delta_key("a"), GARBAGE)
 
     return damage
 
 
-def damage_delta_and_table_before_the_commit(store: FlakyStore) -> Callable[[], None] | None:
+def damage_delta_and_table_before_the_commit(
+    store: ObjectStore, outage: TableOutage
+) -> Callable[[], None] | None:
     def damage() -> None:
         store.put(seen_delta_key("a"), GARBAGE)
-        store.failing = f"{ARTICLES}/source_id=a/"
+        outage.begin()
 
     return damage
 
 
-SCENARIOS = [
+SCENARIOS: list[Scenario] = [
     damage_root_before_the_poll,
     damage_delta_before_the_commit,
     damage_delta_and_table_before_the_commit,
@@ -228,31 +248,30 @@ CRASH_CASES = [("local", s) for s in SCENARIOS] + [("s3", damage_delta_and_table
 
 @pytest.mark.parametrize(("where", "scenario"), CRASH_CASES, ids=lambda v: getattr(v, "__name__", v))
 def test_kill_before_every_write_of_a_repair_and_commit(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    where: str,
-    scenario: Callable[[FlakyStore], Callable[[], None] | None],
+    request: pytest.FixtureRequest, tmp_path: Path, where: str, scenario: Scenario
 ) -> None:
     lake_url = str(tmp_path / "lake") if where == "local" else request.getfixturevalue("s3_lake")
-    probe_base = FlakyStore(open_store(str(tmp_path / "probe")))
+    probe_base = open_store(str(tmp_path / "probe"))
     poll(probe_base, feed(0), "r0")
     poll(probe_base, feed(1), "r1")
     probe = CrashingStore(probe_base)
-    hook = scenario(probe_base)
+    hook = scenario(probe_base, TableOutage(probe_base))
     poll(probe, feed(2), "r2", before_commit=hook)
     writes = probe.writes
     assert writes >= 8
     for crash_at in range(writes):
-        base = FlakyStore(open_store(f"{lake_url}/case-{crash_at}"))
+        base = open_store(f"{lake_url}/case-{crash_at}")
+        outage = TableOutage(base)
         poll(base, feed(0), "r0")
         poll(base, feed(1), "r1")
-        hook = scenario(base)
+        hook = scenario(base, outage)
         with pytest.raises(Killed):
             poll(CrashingStore(base, crash_at), feed(2), "r2", before_commit=hook)
-        base.failing = None
+        outage.end()
         poll(base, feed(2), "r2-rerun")  # recovers first, then repairs what is still damaged
         assert article_keys(base) == expected_keys(3), f"crash before write {crash_at}"
-        assert physical_files(base) == sorted(f.key for f in live_files(base)), f"crash {crash_at}"
+        # Polls only add files: every data file under the table is one its log names.
+        assert physical_files(base) == sorted(f.key for f in live_files(base, ARTICLES)), f"crash {crash_at}"
         assert base.list("_txn/") == []
         reports = poll(base, feed(2), "r3")
         assert reports["a"].new == reports["b"].new == 0, f"crash {crash_at}: the index lost keys"
