@@ -425,7 +425,7 @@ def on_s3(rows: pa.Table, runs: int) -> dict[str, Any]:
     return result
 
 
-def ratio_figures(figure: str, what: str, new: float, old: float, unit: str) -> Figure:
+def ratio_figure(figure: str, what: str, new: float, old: float, unit: str) -> Figure:
     """A row with the new layout's value against the old layout's (ratio new / old)."""
     return Figure(figure, what, new, unit, old, "old layout", new / old if old else None)
 
@@ -461,10 +461,10 @@ def measure(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], dict
 
     corpus = f"{rows.num_rows:,} rows, {sources} sources"
     figures = [
-        ratio_figures(
+        ratio_figure(
             "17A", f"first poll ({corpus}): data files", first["new"]["files"], first["old"]["files"], "files"
         ),
-        ratio_figures(
+        ratio_figure(
             "17A",
             f"first poll: write + commit, local (median of {args.runs})",
             first["new"]["seconds"],
@@ -475,8 +475,8 @@ def measure(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], dict
     for result, dated in ((steady, "own dates"), (steady_day, "dated the poll's day")):
         label = f"steady poll, {args.poll_rows} new rows ({dated})"
         figures += [
-            ratio_figures("17B", f"{label}: files", result["new"]["files"], result["old"]["files"], "files"),
-            ratio_figures(
+            ratio_figure("17B", f"{label}: files", result["new"]["files"], result["old"]["files"], "files"),
+            ratio_figure(
                 "17B",
                 f"{label}: seconds (median of {args.polls})",
                 result["new"]["seconds"],
@@ -539,7 +539,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], dict
         )
     if s3 is not None:
         figures.append(
-            ratio_figures(
+            ratio_figure(
                 "17D",
                 f"first poll: write + commit, S3 moto server (median of {args.s3_runs})",
                 s3["new"]["seconds"],
