@@ -111,11 +111,15 @@ def vacuum_command(lake: str | None, retention_hours: int, dry_run: bool) -> int
 def migrate_command(lake: str | None) -> int:
     """Migrate a lake of the pre-Delta layout in place, under its lease; print what was done."""
     from feedlake.tasks.lake.layout import new_run_id
+    from feedlake.tasks.lake.lease import confirm_lease
     from feedlake.tasks.lake.migrate import migrate_lake
     from feedlake.tasks.lake.transaction import lake_transaction
 
     store, settings = _store(lake)
-    with lake_transaction(store, new_run_id(), settings.lease_seconds, settings.lease_wait_seconds):
-        result = migrate_lake(store)
+    run_id = new_run_id()
+    with lake_transaction(store, run_id, settings.lease_seconds, settings.lease_wait_seconds):
+        result = migrate_lake(
+            store, before_commit=lambda: confirm_lease(store, run_id, settings.lease_seconds)
+        )
     print(result.describe())
     return EXIT_OK

@@ -36,16 +36,19 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from feedlake.schemas.article import ARTICLE_SCHEMA, quarantine_schema, row_keys
 from feedlake.tasks.errors import DamagedObjectError, FeedlakeError, bug_reason
 from feedlake.tasks.lake.delta_table import (
+    APP_ID,
     KIND_KEY,
     REPORTS_KEY,
     RUN_ID_KEY,
     TableFile,
     commit_files,
     committed_version,
+    open_table,
     read_rows,
 )
 from feedlake.tasks.lake.layout import ARTICLES, LEGACY_COMMITS, QUARANTINE, TXN, intent_key, keys_key
@@ -189,6 +192,8 @@ def commit_run(
         _clear_txn(store, run_id)
         return record
     tables = {table for table, _ in files} | {f.table for f in removed} | {ARTICLES}
+    # Each table is opened once per run: its version now, and the handle its commit is made with.
+    opened = {table: open_table(store, table) for table in tables}
     record = CommitRecord(
         run_id=run_id,
         committed_at="",
@@ -200,7 +205,7 @@ def commit_run(
         removed=tuple(removed),
         kind=kind,
         reports=tuple(key for key, _ in reports),
-        versions={table: committed_version(store, table) + 1 for table in sorted(tables)},
+        versions={table: _app_version(opened[table]) + 1 for table in sorted(tables)},
     )
     objects = [planned.key for _, planned in files] + [key for key, _ in reports] + [keys_key(run_id)]
     intent = {"run_id": run_id, "objects": objects, "record": json.loads(record.to_json())}
@@ -210,7 +215,7 @@ def commit_run(
         if record.keys_object is not None:
             bodies.append((record.keys_object, _keys_object(committed_rows)))
         _write_objects(store, files, bodies)
-        record = _publish(store, record)
+        record = _publish(store, record, opened)
     except FeedlakeError:
         _roll_back_failed_run(store, record, objects)
         raise
@@ -238,7 +243,13 @@ def _write_objects(
         store.put(key, body)
 
 
-def _publish(store: ObjectStore, record: CommitRecord) -> CommitRecord:
+def _app_version(delta: DeltaTable | None) -> int:
+    return 0 if delta is None else delta.transaction_version(APP_ID) or 0
+
+
+def _publish(
+    store: ObjectStore, record: CommitRecord, opened: Mapping[str, DeltaTable | None] | None = None
+) -> CommitRecord:
     """Make each table's commit the plan names that is not made yet, articles last; idempotent."""
     metadata = {
         RUN_ID_KEY: record.run_id,
@@ -259,6 +270,7 @@ def _publish(store: ObjectStore, record: CommitRecord) -> CommitRecord:
             [f for f in record.removed if f.table == table],
             metadata,
             data_change=record.kind != "compact",
+            opened=(opened or {}).get(table),
         )
         if table_version is not None:
             made[table] = table_version

@@ -105,16 +105,35 @@ def _compact_partition(
     merged = pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
     order = [(c, "ascending") for c in ("source_id", "published_at", "article_id")]
     merged = merged.sort_by(order)
-    # Split by the bytes the rows took before: compressed size per row barely changes on merge.
-    rows_per_file = max(1, int(merged.num_rows * target_bytes / max(bytes_before, 1)))
     partition = {PARTITION_COLUMN: month}
-    planned = []
-    for start in range(0, merged.num_rows, rows_per_file):
-        part = merged.slice(start, rows_per_file)
-        key = data_file_key(table, tuple(partition.items()), rows_digest(part))
-        planned.append(
-            PlannedFile(key, part.num_rows, encode_parquet(part, row_group_rows), partition, file_stats(part))
+    # Merged and sorted rows compress much better than the small files did, so the split is sized
+    # from the merged rows encoded once: the partition whole when it fits the target.
+    whole = encode_parquet(merged, row_group_rows)
+    if len(whole) <= target_bytes:
+        parts = [(merged, whole)]
+    else:
+        rows_per_file = max(1, int(merged.num_rows * target_bytes / len(whole)))
+        while True:
+            parts = [
+                (part, encode_parquet(part, row_group_rows))
+                for part in (
+                    merged.slice(start, rows_per_file) for start in range(0, merged.num_rows, rows_per_file)
+                )
+            ]
+            # A slice compresses a little worse than the whole: shrink until every file fits.
+            if rows_per_file == 1 or all(len(data) <= target_bytes for _, data in parts):
+                break
+            rows_per_file = max(1, rows_per_file * 4 // 5)
+    planned = [
+        PlannedFile(
+            data_file_key(table, tuple(partition.items()), rows_digest(part)),
+            part.num_rows,
+            data,
+            partition,
+            file_stats(part),
         )
+        for part, data in parts
+    ]
     if {p.key for p in planned} & {f.key for f in files}:
         return None  # already as compact as it gets: rewriting would replace a file with itself
     report = PartitionCompaction(

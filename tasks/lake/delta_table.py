@@ -23,7 +23,8 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
 from feedlake.schemas.article import PARTITION_COLUMNS, SCHEMA_VERSION, table_schema
-from feedlake.tasks.errors import StoreError, StoreTransientError, bug_reason
+from feedlake.tasks.errors import DamagedObjectError, StoreError, StoreTransientError, bug_reason
+from feedlake.tasks.lake.layout import DELTA_LOG
 from feedlake.tasks.lake.storage import ObjectStore
 from feedlake.tasks.lake.write import STATS_COLUMNS
 
@@ -64,15 +65,37 @@ class TableFile:
 
 
 def open_table(store: ObjectStore, table: str, version: int | None = None) -> DeltaTable | None:
-    """The Delta table ``table`` of the lake (at ``version``, else the latest), or None if none."""
+    """The Delta table ``table`` of the lake (at ``version``, else the latest), or None if none.
+    DamagedObjectError names a log entry that is not JSON; other failures are transient."""
     try:
         return DeltaTable(store.uri(table), version=version, storage_options=store.delta_options())
     except TableNotFoundError:
         return None
     except (DeltaError, OSError) as exc:
-        raise StoreTransientError(
-            f"cannot open the Delta table {store.uri(table)}: {bug_reason(exc)}"
-        ) from None
+        # delta-rs appends a Rust backtrace of "<unknown>" frames: not a reason anyone can use.
+        reason = bug_reason(exc).split(" 0: <unknown>")[0]
+    damaged = (
+        damaged_log_entry(store, table) if "json" in reason.lower() or "pars" in reason.lower() else None
+    )
+    if damaged is not None:
+        # Retrying cannot help: a person has to restore or remove that entry.
+        raise DamagedObjectError(damaged, f"not a Delta log entry of {store.uri(table)} ({reason})")
+    raise StoreTransientError(f"cannot open the Delta table {store.uri(table)}: {reason}")
+
+
+def damaged_log_entry(store: ObjectStore, table: str) -> str | None:
+    """The key of the first commit entry of ``table``'s log that is not JSON lines, if any."""
+    for key in store.list(f"{table}/{DELTA_LOG}/"):
+        if not key.endswith(".json"):
+            continue
+        raw = store.get(key) or b""
+        try:
+            for line in raw.splitlines():
+                if line.strip():
+                    json.loads(line)
+        except ValueError:
+            return key
+    return None
 
 
 def ensure_table(store: ObjectStore, table: str, row_schema: pa.Schema) -> DeltaTable:
@@ -115,12 +138,14 @@ def commit_files(
     removed: Sequence[TableFile],
     metadata: Mapping[str, str],
     data_change: bool = True,
+    opened: DeltaTable | None = None,
 ) -> int | None:
     """Commit ``added`` and ``removed`` to ``table`` as application transaction ``version``, unless
     the table is there already; the table version this call made, or None if it made none.
     ``data_change`` False marks a rewrite of the same rows (compaction): change-data-feed readers
-    skip it."""
-    delta = ensure_table(store, table, row_schema)
+    skip it. ``opened`` is a handle of the table at its latest version, if the caller has one
+    (under the lease nothing else commits, so it saves opening the table again)."""
+    delta = opened if opened is not None else ensure_table(store, table, row_schema)
     if (delta.transaction_version(APP_ID) or 0) >= version:
         return None
     now = int(time.time() * 1000)

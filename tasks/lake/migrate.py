@@ -21,7 +21,7 @@ merged in with the migration's commit, so the next poll does not take those rows
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -115,10 +115,16 @@ class MigrationResult:
         return "\n".join(lines)
 
 
-def migrate_lake(store: ObjectStore, row_group_rows: int = ROW_GROUP_ROWS) -> MigrationResult:
+def migrate_lake(
+    store: ObjectStore,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    before_commit: Callable[[], None] | None = None,
+) -> MigrationResult:
     """Migrate a lake of the pre-Delta layout to Delta tables in place; safe to rerun after a crash.
 
-    Call under the lake's lease, after recovery (``lake_transaction``).
+    Call under the lake's lease, after recovery (``lake_transaction``); ``before_commit`` runs
+    just before the commit (the CLI confirms and extends the lease there: reading a large lake
+    may outlast it).
     """
     lake = store.uri()
     has_records = bool(commit_record_keys(store))
@@ -147,6 +153,8 @@ def migrate_lake(store: ObjectStore, row_group_rows: int = ROW_GROUP_ROWS) -> Mi
         run_id = new_run_id()
         planned = plan_run_files(tables[ARTICLES], tables[QUARANTINE], row_group_rows)
         missing = unindexed_keys(store, keys)
+        if before_commit is not None:
+            before_commit()
         commit_run(store, run_id, planned, missing, validators={}, kind=MIGRATE_KIND)
         version = _version_of(store, run_id)
         log.info("migrate: run %s committed %d rows in %d files", run_id, keys.num_rows, len(planned))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import subprocess
@@ -39,22 +40,36 @@ def child_env(s3_endpoint: str) -> dict[str, str]:
 
 
 def time_in_commit(command: list[str], env: dict[str, str], lake: str, endpoint: str) -> float:
-    """Run a poll to the end; return how long it spent from its intent to its end (seconds)."""
+    """Run a poll to the end; return how long its run's intent lived (from the plan to the state
+    update after its table commits): the window in which a kill can leave a run half done."""
     child = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_intent(child, lake, endpoint)
     started = time.monotonic()
+    while child.poll() is None and txn_keys(lake, endpoint):
+        time.sleep(0.01)
+    window = time.monotonic() - started
     assert child.wait(timeout=300) == 0
-    return time.monotonic() - started
+    return window
+
+
+@functools.cache
+def s3_client(endpoint: str):  # noqa: ANN201 - a boto3 client
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def txn_keys(lake: str, endpoint: str) -> int:
+    """How many objects the lake's _txn/ folder holds (a run's plan while it is in flight)."""
+    bucket, _, prefix = lake.removeprefix("s3://").partition("/")
+    client = s3_client(endpoint)
+    return int(client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/_txn/").get("KeyCount", 0))
 
 
 def wait_for_intent(child: subprocess.Popen[bytes], lake: str, endpoint: str) -> None:
     """Return once the child's run has written its intent (or the child has ended)."""
-    import boto3
-
-    bucket, _, prefix = lake.removeprefix("s3://").partition("/")
-    client = boto3.client("s3", endpoint_url=endpoint)
     while child.poll() is None:
-        if client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/_txn/").get("KeyCount"):
+        if txn_keys(lake, endpoint):
             return
         time.sleep(0.02)
 

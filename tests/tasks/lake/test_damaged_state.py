@@ -152,6 +152,8 @@ def test_a_damaged_table_log_is_named_by_the_files_command(
     assert main(["files", "--lake", str(tmp_path / "lake")]) == 2
     err = capsys.readouterr().err
     assert store.uri(ARTICLES) in err and "Traceback" not in err
+    # The entry is named, and the error is not one to retry.
+    assert f"damaged object {last}" in err and "try again" not in err and "<unknown>" not in err
 
 
 @pytest.mark.parametrize(
