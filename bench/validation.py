@@ -115,7 +115,8 @@ def bench_corpus_poll(runs: int) -> dict[str, float]:
                         f'    url: "{base}/{relative}"',
                         f"    name: {source_id}",
                     ]
-                    lines += ["    publisher: bench", "    kind: news"]
+                    # Feeds only: corpus items link to sites this machine cannot reach.
+                    lines += ["    publisher: bench", "    kind: news", "    full_text: never"]
                 sources.write_text("\n".join(lines) + "\n", encoding="utf-8")
                 summary = poll_flow(sources=str(sources), lake=str(Path(scratch) / "lake"))
             validate.append(summary.validate_seconds)

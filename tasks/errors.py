@@ -117,7 +117,7 @@ class StoreError(TerminalError):
 
 
 class DamagedObjectError(StoreError):
-    """A lake object (state, intent, commit record) whose bytes cannot be decoded."""
+    """A lake object (state, intent, table log entry) whose bytes cannot be decoded."""
 
     kind = "damaged"
 

@@ -95,7 +95,7 @@ class CommitRecord:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @staticmethod
-    def from_json(raw: bytes, key: str = "commit record") -> CommitRecord:
+    def from_json(raw: bytes, key: str = "commit plan") -> CommitRecord:
         """Read a plan; DamagedObjectError naming ``key`` if it is not one."""
         try:
             data = json.loads(raw)
@@ -327,7 +327,7 @@ def _roll_back_failed_run(store: ObjectStore, record: CommitRecord, objects: Seq
 
 
 def apply_commit(store: ObjectStore, record: CommitRecord) -> None:
-    """Bring state up to date with a commit record; safe to repeat."""
+    """Bring state up to date with a committed run's plan; safe to repeat."""
     updates: list[Callable[[], object]] = []
     if record.keys_object:
         raw = store.get(record.keys_object)
@@ -399,7 +399,7 @@ def with_seen_repaired(
 
     ``on_repair`` hears of each repair: the error met, where the damaged bytes were copied and how
     many committed keys the rebuild used. A rebuild that cannot be done (a damaged data file or
-    commit record, a store error) raises DamagedObjectError naming the index object, left in place.
+    table, a store error) raises DamagedObjectError naming the index object, left in place.
     """
     committed: pa.Array | None = None
     for _ in range(SEEN_REPAIRS):

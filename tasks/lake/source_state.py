@@ -1,7 +1,8 @@
 """Per-source feed state kept in the lake: the HTTP validators of the last fetch, and damaged objects.
 
-State is only ever written after the commit record of the run it describes (see ``commit``), and
-every write here is idempotent, so re-applying a commit after a crash changes nothing.
+State is only ever written after the table commits of the run it describes (see ``commit``; a run
+without rows writes it directly), and every write here is idempotent, so re-applying a commit
+after a crash changes nothing.
 
 Damage: an object whose bytes do not decode raises ``DamagedObjectError`` naming its key. A
 damaged feed state is moved aside with ``set_aside`` (copied under ``_state/damaged/``, never
