@@ -200,18 +200,15 @@ def _write_sources(path: Path, urls: dict[str, str]) -> Path:
 
 def _lake_rows(lake: Path) -> dict[str, list[dict[str, Any]]]:
     """Every row of the lake, accepted and held, by source id."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
 
-    partitioning = ds.partitioning(
-        pa.schema([("source_id", pa.string()), ("published_date", pa.string())]), flavor="hive"
-    )
     wanted = ["source_id", "guid", "url", "title", "summary_text", "published_at", "published_raw"]
     found: dict[str, list[dict[str, Any]]] = {}
     for folder, held in (("articles", False), ("_quarantine", True)):
-        if not (lake / folder).is_dir():
+        if not DeltaTable.is_deltatable(str(lake / folder)):
             continue
-        dataset = ds.dataset(lake / folder, format="parquet", partitioning=partitioning)
+        # The tables' latest versions, through their Delta logs.
+        dataset = DeltaTable(str(lake / folder)).to_pyarrow_dataset()
         columns = wanted + (["failed_expectations"] if held else [])
         for row in dataset.to_table(columns=columns).to_pylist():
             row["held"] = held
