@@ -11,9 +11,9 @@ import sys
 from typing import Any
 
 from feedlake.flows.exit_codes import EXIT_OK
-from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE
+from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, VALIDATION_RESULTS
 
-TABLES = [ARTICLES, QUARANTINE]
+TABLES = [ARTICLES, QUARANTINE, VALIDATION_RESULTS]
 
 
 def add_lake_commands(commands: argparse._SubParsersAction[Any]) -> None:

@@ -133,9 +133,9 @@ PARTITION_FIELD = pa.field(
 FILE_SCHEMA = ARTICLE_SCHEMA
 
 
-def table_schema(row_schema: pa.Schema) -> pa.Schema:
+def table_schema(row_schema: pa.Schema, partition: pa.Field = PARTITION_FIELD) -> pa.Schema:
     """A Delta table's schema for rows of ``row_schema``: those columns plus the partition column."""
-    return row_schema.append(PARTITION_FIELD)
+    return row_schema.append(partition)
 
 
 def published_months(published_date: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -30,6 +30,7 @@ from feedlake.tasks.lake.storage import ObjectStore
 from feedlake.tasks.lake.write import KEY_COLUMNS, plan_run_files
 from feedlake.tasks.normalize.articles import NORMALIZE_STAGE
 from feedlake.tasks.quality.report import quality_objects, validation_document
+from feedlake.tasks.quality.results_table import validation_rows
 from feedlake.tasks.validate.validator import ArticleValidator, SourceQuality
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def replay_quarantine(
         removed=removed,
         kind="replay",
         reports=quality_objects(document, store.uri()),
+        validation=validation_rows(document),
     )
     log.info("replay %s: %d of %d held rows moved to %s", run_id, result.moved, result.checked, ARTICLES)
     return replace(result, committed=True)

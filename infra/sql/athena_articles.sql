@@ -15,6 +15,11 @@ CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_quarantine
 LOCATION 's3://YOUR-BUCKET/YOUR-PREFIX/_quarantine/'
 TBLPROPERTIES ('table_type' = 'DELTA');
 
+-- One row per source and run: what its data-quality checks found (quality over time).
+CREATE EXTERNAL TABLE IF NOT EXISTS feedlake_validation_results
+LOCATION 's3://YOUR-BUCKET/YOUR-PREFIX/_validation_results/'
+TBLPROPERTIES ('table_type' = 'DELTA');
+
 -- Edited articles are kept as versions (same article_id, new content_hash, or a re-extracted
 -- body under a new run_id): the latest of each. Glue keeps the schema Athena found at creation;
 -- after a schema change (a new article schema version), drop and re-create the table and view.

@@ -13,6 +13,11 @@ CREATE TABLE IF NOT EXISTS feedlake_quarantine
 USING DELTA
 LOCATION 's3a://YOUR-BUCKET/YOUR-PREFIX/_quarantine';
 
+-- One row per source and run: what its data-quality checks found (quality over time).
+CREATE TABLE IF NOT EXISTS feedlake_validation_results
+USING DELTA
+LOCATION 's3a://YOUR-BUCKET/YOUR-PREFIX/_validation_results';
+
 -- Edited articles are kept as versions (same article_id, new content_hash, or a re-extracted
 -- body under a new run_id): the latest of each.
 CREATE OR REPLACE VIEW feedlake_articles_latest AS

@@ -20,6 +20,13 @@ CALL delta.system.register_table(
   table_location => 's3://YOUR-BUCKET/YOUR-PREFIX/_quarantine'
 );
 
+-- One row per source and run: what its data-quality checks found (quality over time).
+CALL delta.system.register_table(
+  schema_name => 'feedlake',
+  table_name => 'validation_results',
+  table_location => 's3://YOUR-BUCKET/YOUR-PREFIX/_validation_results'
+);
+
 -- Edited articles are kept as versions (same article_id, new content_hash, or a re-extracted
 -- body under a new run_id): the latest of each.
 CREATE OR REPLACE VIEW delta.feedlake.articles_latest AS

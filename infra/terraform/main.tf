@@ -55,18 +55,9 @@ resource "aws_s3_bucket_ownership_controls" "lake" {
 resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   bucket = aws_s3_bucket.lake.id
 
-  # Held rows are kept long enough to fix and replay, then expire.
-  rule {
-    id     = "expire-quarantine"
-    status = "Enabled"
-    filter {
-      prefix = "${var.lake_prefix}/_quarantine/"
-    }
-    expiration {
-      days = var.quarantine_days
-    }
-  }
-
+  # No rule expires objects under a Delta table's folder (articles/, _quarantine/,
+  # _validation_results/): deleting a data file or log entry behind the log's back breaks the
+  # table. Replaced files leave through `feedlake vacuum` (run by the compaction deployment).
   rule {
     id     = "expire-validation-reports"
     status = "Enabled"
@@ -78,7 +69,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
   }
 
-  # Compaction and replay delete replaced files: drop their old versions after a grace period.
+  # Vacuum deletes replaced files: drop their old versions after a grace period.
   rule {
     id     = "expire-noncurrent-versions"
     status = "Enabled"

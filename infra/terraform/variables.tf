@@ -27,12 +27,6 @@ variable "kms_key_arn" {
   default     = null
 }
 
-variable "quarantine_days" {
-  description = "Days a quarantined row file is kept before it expires"
-  type        = number
-  default     = 90
-}
-
 variable "validation_report_days" {
   description = "Days per-run validation reports are kept"
   type        = number

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from feedlake.schemas.article import table_schema
 from feedlake.tasks.errors import StoreError, StoreTransientError, bug_reason
 from feedlake.tasks.lake.commit import TABLE_SCHEMAS
-from feedlake.tasks.lake.delta_table import open_table
+from feedlake.tasks.lake.delta_table import delta_schema, open_table
 from feedlake.tasks.lake.layout import ARTICLES
 from feedlake.tasks.lake.storage import ObjectStore
 
@@ -40,7 +39,7 @@ class Changes:
 
 def changes_schema(table: str) -> pa.Schema:
     """The one schema of ``table``'s changes, whether or not any row changed."""
-    base = table_schema(TABLE_SCHEMAS[table])
+    base = delta_schema(table, TABLE_SCHEMAS[table])
     return pa.schema([*base, *CHANGE_FIELDS], metadata=base.metadata)
 
 

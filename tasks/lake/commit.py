@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from feedlake.schemas.article import ARTICLE_SCHEMA, quarantine_schema, row_keys
+from feedlake.schemas.validation import VALIDATION_RESULTS_SCHEMA
 from feedlake.tasks.errors import DamagedObjectError, FeedlakeError, bug_reason
 from feedlake.tasks.lake.delta_table import (
     APP_ID,
@@ -51,7 +52,15 @@ from feedlake.tasks.lake.delta_table import (
     open_table,
     read_rows,
 )
-from feedlake.tasks.lake.layout import ARTICLES, LEGACY_COMMITS, QUARANTINE, TXN, intent_key, keys_key
+from feedlake.tasks.lake.layout import (
+    ARTICLES,
+    LEGACY_COMMITS,
+    QUARANTINE,
+    TXN,
+    VALIDATION_RESULTS,
+    intent_key,
+    keys_key,
+)
 from feedlake.tasks.lake.seen_index import (
     is_seen_object,
     mark_seen_for_rebuild,
@@ -60,7 +69,7 @@ from feedlake.tasks.lake.seen_index import (
 )
 from feedlake.tasks.lake.source_state import set_aside, write_validators
 from feedlake.tasks.lake.storage import ObjectStore, decode_json_object
-from feedlake.tasks.lake.write import PlannedFile
+from feedlake.tasks.lake.write import PlannedFile, plan_validation_file
 from feedlake.tasks.values import FeedValidators
 
 log = logging.getLogger(__name__)
@@ -69,8 +78,14 @@ log = logging.getLogger(__name__)
 WRITE_THREADS = 16
 # Damaged seen objects one read or merge repairs before it gives up (each is one object).
 SEEN_REPAIRS = 8
-# The row schema of each table; a run commits quarantine before articles (its commit point).
-TABLE_SCHEMAS = {QUARANTINE: quarantine_schema(ARTICLE_SCHEMA), ARTICLES: ARTICLE_SCHEMA}
+# The row schema of each table, in commit order: a run commits articles last (its commit point).
+TABLE_SCHEMAS = {
+    QUARANTINE: quarantine_schema(ARTICLE_SCHEMA),
+    VALIDATION_RESULTS: VALIDATION_RESULTS_SCHEMA,
+    ARTICLES: ARTICLE_SCHEMA,
+}
+# The tables that hold article rows (what a source's seen index must cover).
+ARTICLE_TABLES = (ARTICLES, QUARANTINE)
 T = TypeVar("T")
 
 
@@ -168,14 +183,18 @@ def commit_run(
     removed: Sequence[TableFile] = (),
     kind: str = "poll",
     reports: Sequence[tuple[str, bytes]] = (),
+    validation: pa.Table | None = None,
 ) -> CommitRecord:
     """Write the plan, data files, keys and reports, commit each table, then apply state.
 
     ``removed`` names live data files the commit replaces (a quarantine replay): they leave the
     table in the same commit as their replacements arrive, and stay on the store, unnamed, until
     ``vacuum`` (readers of older versions still read them). ``reports`` are (key, body) objects
-    such as validation results and raw captures, committed with the run.
+    such as validation results and raw captures, committed with the run. ``validation`` holds the
+    run's rows of the validation results table, committed with it too.
     """
+    if validation is not None and validation.num_rows:
+        files = [*files, (VALIDATION_RESULTS, plan_validation_file(validation, run_id, len(validation)))]
     if not files and committed_rows.num_rows == 0 and not removed and not reports:
         if validators:
             # No rows: the validators have no data to stay consistent with, and go straight in.
@@ -257,7 +276,7 @@ def _publish(
         REPORTS_KEY: json.dumps(list(record.reports)),
     }
     made: dict[str, int] = {}
-    for table in (QUARANTINE, ARTICLES):
+    for table in TABLE_SCHEMAS:
         version = record.versions.get(table)
         if version is None:
             continue
@@ -434,7 +453,8 @@ def committed_row_keys(store: ObjectStore, source_id: str) -> pa.Array:
     """The row keys of every live row of a source (articles and quarantine): what its seen index
     must hold, read from the tables' latest versions."""
     parts = [pa.array([], pa.string())]
-    for table, schema in TABLE_SCHEMAS.items():
+    for table in ARTICLE_TABLES:
+        schema = TABLE_SCHEMAS[table]
         rows = read_rows(store, table, schema, columns=["article_id", "content_hash"], source_id=source_id)
         parts.append(row_keys(rows))
     return pa.concat_arrays(parts).unique()

@@ -20,11 +20,10 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feedlake.schemas.article import PARTITION_COLUMN
 from feedlake.tasks.errors import StoreError, StoreTransientError, bug_reason
 from feedlake.tasks.lake.commit import TABLE_SCHEMAS, commit_run
-from feedlake.tasks.lake.delta_table import TableFile, live_files, open_table
-from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, data_file_key
+from feedlake.tasks.lake.delta_table import TableFile, live_files, open_table, partition_field
+from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, VALIDATION_RESULTS, data_file_key
 from feedlake.tasks.lake.storage import ObjectStore
 from feedlake.tasks.lake.write import PlannedFile, encode_parquet, file_stats, rows_digest
 
@@ -32,6 +31,13 @@ log = logging.getLogger(__name__)
 
 # Removed files stay this long by default: readers in flight and time travel within a week work.
 VACUUM_RETENTION_HOURS = 7 * 24
+# The tables compaction and vacuum look after, and the order of rows inside a compacted file.
+TABLES = (ARTICLES, QUARANTINE, VALIDATION_RESULTS)
+SORT_KEYS = {
+    ARTICLES: ("source_id", "published_at", "article_id"),
+    QUARANTINE: ("source_id", "published_at", "article_id"),
+    VALIDATION_RESULTS: ("validated_at", "source_id", "run_id"),
+}
 
 
 @dataclass(frozen=True)
@@ -55,15 +61,16 @@ def compact_lake(
     since: date | None = None,
 ) -> list[PartitionCompaction]:
     """Compact every month partition (from the month of ``since`` on) that has more than one file,
-    in articles and quarantine, as one run; what was done per partition."""
+    in every table (articles, quarantine, validation results), as one run; what was done per
+    partition."""
     added: list[tuple[str, PlannedFile]] = []
     removed: list[TableFile] = []
     done: list[PartitionCompaction] = []
     first_month = None if since is None else f"{since:%Y-%m}"
-    for table in (ARTICLES, QUARANTINE):
+    for table in TABLES:
         partitions: dict[str, list[TableFile]] = defaultdict(list)
         for live in live_files(store, table):
-            month = str(live.partition.get(PARTITION_COLUMN))
+            month = str(live.partition.get(partition_field(table).name))
             if first_month is None or month >= first_month:
                 partitions[month].append(live)
         for month, files in sorted(partitions.items()):
@@ -103,9 +110,9 @@ def _compact_partition(
         tables.append(pq.read_table(io.BytesIO(raw)))
     schema = TABLE_SCHEMAS[table]
     merged = pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
-    order = [(c, "ascending") for c in ("source_id", "published_at", "article_id")]
+    order = [(c, "ascending") for c in SORT_KEYS[table]]
     merged = merged.sort_by(order)
-    partition = {PARTITION_COLUMN: month}
+    partition = {partition_field(table).name: month}
     # Merged and sorted rows compress much better than the small files did, so the split is sized
     # from the merged rows encoded once: the partition whole when it fits the target.
     whole = encode_parquet(merged, row_group_rows)
@@ -137,7 +144,7 @@ def _compact_partition(
     if {p.key for p in planned} & {f.key for f in files}:
         return None  # already as compact as it gets: rewriting would replace a file with itself
     report = PartitionCompaction(
-        partition=f"{table}/{PARTITION_COLUMN}={month}",
+        partition=f"{table}/{partition_field(table).name}={month}",
         files_before=len(files),
         files_after=len(planned),
         rows=merged.num_rows,
@@ -154,7 +161,7 @@ def vacuum_lake(
     ever named, such as a crashed writer's, once that old), checkpoint each table and clean its
     expired log entries; the keys deleted (or that would be, with ``dry_run``)."""
     deleted: list[str] = []
-    for table in (ARTICLES, QUARANTINE):
+    for table in TABLES:
         delta = open_table(store, table)
         if delta is None:
             continue

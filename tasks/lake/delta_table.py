@@ -22,9 +22,10 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
-from feedlake.schemas.article import PARTITION_COLUMNS, SCHEMA_VERSION, table_schema
+from feedlake.schemas.article import PARTITION_FIELD, SCHEMA_VERSION, table_schema
+from feedlake.schemas.validation import VALIDATION_PARTITION_FIELD
 from feedlake.tasks.errors import DamagedObjectError, StoreError, StoreTransientError, bug_reason
-from feedlake.tasks.lake.layout import DELTA_LOG
+from feedlake.tasks.lake.layout import DELTA_LOG, VALIDATION_RESULTS
 from feedlake.tasks.lake.storage import ObjectStore
 from feedlake.tasks.lake.write import STATS_COLUMNS
 
@@ -46,10 +47,25 @@ TABLE_CONFIGURATION = {
     "delta.logRetentionDuration": "interval 30 days",
     "delta.enableExpiredLogCleanup": "true",
     "delta.deletedFileRetentionDuration": "interval 7 days",
-    # Statistics are written for these columns only; declaring them keeps delta-rs from pruning
-    # every file on a filter over a column without statistics (delta-rs issue 3173).
-    "delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS),
 }
+
+
+def partition_field(table: str) -> pa.Field:
+    """The partition column of ``table``: the month of its rows' date."""
+    return VALIDATION_PARTITION_FIELD if table == VALIDATION_RESULTS else PARTITION_FIELD
+
+
+def delta_schema(table: str, row_schema: pa.Schema) -> pa.Schema:
+    """The Delta table's schema: ``row_schema`` plus ``table``'s partition column."""
+    return table_schema(row_schema, partition_field(table))
+
+
+def table_configuration(row_schema: pa.Schema) -> dict[str, str]:
+    """TABLE_CONFIGURATION plus the columns feedlake writes statistics for."""
+    stats = [name for name in STATS_COLUMNS if name in row_schema.names]
+    # Declaring them keeps delta-rs from pruning every file on a filter over a column without
+    # statistics (delta-rs issue 3173).
+    return {**TABLE_CONFIGURATION, "delta.dataSkippingStatsColumns": ",".join(stats)}
 
 
 @dataclass(frozen=True)
@@ -106,12 +122,12 @@ def ensure_table(store: ObjectStore, table: str, row_schema: pa.Schema) -> Delta
     try:
         return DeltaTable.create(
             store.uri(table),
-            table_schema(row_schema),
+            delta_schema(table, row_schema),
             mode="ignore",
-            partition_by=list(PARTITION_COLUMNS),
+            partition_by=[partition_field(table).name],
             name=table.strip("_"),
             description=f"feedlake {table.strip('_')} (article schema version {SCHEMA_VERSION})",
-            configuration=TABLE_CONFIGURATION,
+            configuration=table_configuration(row_schema),
             storage_options=store.delta_options(),
             commit_properties=CommitProperties(
                 custom_metadata={KIND_KEY: "create", SCHEMA_VERSION_KEY: SCHEMA_VERSION}
@@ -164,8 +180,8 @@ def commit_files(
         delta.create_write_transaction(
             actions,
             "append",
-            table_schema(row_schema),
-            partition_by=list(PARTITION_COLUMNS),
+            delta_schema(table, row_schema),
+            partition_by=[partition_field(table).name],
             commit_properties=properties,
         )
     except (DeltaError, OSError) as exc:
@@ -213,7 +229,7 @@ def read_rows(
     delta = open_table(store, table)
     names = list(columns) if columns is not None else row_schema.names
     if delta is None:
-        return table_schema(row_schema).empty_table().select(names)
+        return delta_schema(table, row_schema).empty_table().select(names)
     try:
         dataset = delta.to_pyarrow_dataset()
         where = None if source_id is None else pc.field("source_id") == source_id

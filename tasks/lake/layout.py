@@ -4,7 +4,8 @@ articles/                               the articles Delta table:
   _delta_log/                           its log (commits, checkpoints): what readers read
   published_month=<YYYY-MM>/part-<digest>.parquet   its data files, sorted by source and time
 _quarantine/                            the quarantine Delta table (rejected rows + reasons), same shape
-_validation/<run_id>.json, .html        one run's validation results and its data-quality page
+_validation_results/                    a Delta table: one row per source and run, its check counts
+_validation/<run_id>.json, .html        one run's validation record in full and its data-quality page
 _raw/<YYYY-MM-DD>/<run_id>.warc.gz      a run's raw capture: WARC of every feed and page it fetched
 _txn/<run_id>/intent.json, keys.parquet  a run in flight (its whole plan); gone once state is applied
 _state/feeds/<source_id>.json            ETag / Last-Modified per source
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 
 ARTICLES = "articles"
 QUARANTINE = "_quarantine"
+VALIDATION_RESULTS = "_validation_results"
 # The commit log of lakes written before the tables were Delta tables (feedlake migrate reads it).
 LEGACY_COMMITS = "_commits"
 DELTA_LOG = "_delta_log"

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feedlake.schemas.article import PARTITION_COLUMN, published_months, row_keys
-from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, data_file_key
+from feedlake.schemas.validation import VALIDATION_PARTITION_COLUMN
+from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, VALIDATION_RESULTS, data_file_key
 
 # The columns that identify a committed row version (what the seen index and the run's keys hold).
 KEY_COLUMNS = ("source_id", "article_id", "content_hash")
@@ -66,6 +67,16 @@ def plan_run_files(accepted: pa.Table, held: pa.Table, row_group_rows: int) -> l
     """A run's data files with their table: accepted rows under articles/, held rows in quarantine."""
     files = [(ARTICLES, f) for f in plan_files(accepted, ARTICLES, row_group_rows)]
     return files + [(QUARANTINE, f) for f in plan_files(held, QUARANTINE, row_group_rows)]
+
+
+def plan_validation_file(rows: pa.Table, run_id: str, row_group_rows: int) -> PlannedFile:
+    """Encode a run's validation results as its one file of the validation results table (the
+    month of its validation; a run validates once, so its id names the file)."""
+    first = rows.column("validated_at")[0].as_py()
+    partition = {VALIDATION_PARTITION_COLUMN: f"{first:%Y-%m}"}
+    key = data_file_key(VALIDATION_RESULTS, tuple(partition.items()), f"run-{run_id}")
+    data = encode_parquet(rows, row_group_rows)
+    return PlannedFile(key, rows.num_rows, data, partition, file_stats(rows))
 
 
 def run_keys(*tables: pa.Table) -> pa.Table:
@@ -146,8 +157,13 @@ def _stat_value(value: object, *, up: bool) -> object | None:
 def rows_digest(rows: pa.Table) -> str:
     """Name of a data file from the rows it holds: their row keys and bodies. The same rows always
     get the same name (a rerun cannot write them twice), and a new version of an article with the
-    same row key but another body (a page retried, a body re-extracted) gets a name of its own."""
-    keys = row_keys(rows).to_pylist()
+    same row key but another body (a page retried, a body re-extracted) gets a name of its own.
+    Rows without article ids (validation results) are named by their run and source."""
+    if "article_id" in rows.column_names:
+        keys = row_keys(rows).to_pylist()
+    else:
+        runs, sources = rows.column("run_id").to_pylist(), rows.column("source_id").to_pylist()
+        keys = [f"{run}:{source}" for run, source in zip(runs, sources, strict=True)]
     bodies = (
         rows.column("content_text").to_pylist() if "content_text" in rows.column_names else [None] * len(keys)
     )

@@ -54,6 +54,7 @@ from feedlake.tasks.pipeline.hooks import PipelineHooks
 from feedlake.tasks.pipeline.poll import commit_delays
 from feedlake.tasks.pipeline.stages import NormalizedSource
 from feedlake.tasks.quality.report import quality_objects, validation_document
+from feedlake.tasks.quality.results_table import validation_rows
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, load_sources
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
@@ -218,7 +219,16 @@ def commit_backfill_batch(
         keys = run_keys(outcome.accepted, outcome.quarantined)
         document = validation_document(outcome, run_id, "backfill")
         reports = [*quality_objects(document, store.uri()), *raw]
-        commit_run(store, run_id, files, keys, {}, kind="backfill", reports=reports)
+        commit_run(
+            store,
+            run_id,
+            files,
+            keys,
+            {},
+            kind="backfill",
+            reports=reports,
+            validation=validation_rows(document),
+        )
         return BatchCommit(run_id, outcome.accepted.num_rows, outcome.quarantined.num_rows, duplicates)
 
 

@@ -61,6 +61,7 @@ from feedlake.tasks.pipeline.stages import (
 )
 from feedlake.tasks.pipeline.summary import RunSummary, format_markdown, markdown_table
 from feedlake.tasks.quality.report import quality_markdown, quality_objects, validation_document
+from feedlake.tasks.quality.results_table import validation_rows
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, load_sources
 from feedlake.tasks.validate.suite import DEFAULT_SUITE, load_suite
@@ -255,6 +256,7 @@ def _poll_under_lease(
         settings.row_group_rows,
         settings.lease_seconds,
         [*quality_files, *raw, *extra_objects],
+        validation_rows(quality),
     )
     if extra_objects:
         try:

@@ -30,6 +30,7 @@ from feedlake.tasks.lake.storage import ObjectStore, open_store
 from feedlake.tasks.lake.transaction import lake_transaction
 from feedlake.tasks.lake.write import plan_run_files, run_keys
 from feedlake.tasks.quality.report import quality_objects, validation_document
+from feedlake.tasks.quality.results_table import validation_rows
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
 from feedlake.tasks.validate.validator import ArticleValidator
@@ -82,9 +83,18 @@ def run_reextract(
     outcome = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE).validate(table)
     with lake_transaction(store, run_id, settings.lease_seconds, settings.lease_wait_seconds):
         files = plan_run_files(outcome.accepted, outcome.quarantined, settings.row_group_rows)
-        quality = quality_objects(validation_document(outcome, run_id, "reextract"), store.uri())
+        document = validation_document(outcome, run_id, "reextract")
         keys = run_keys(outcome.accepted, outcome.quarantined)
-        commit_run(store, run_id, files, keys, {}, kind="reextract", reports=quality)
+        commit_run(
+            store,
+            run_id,
+            files,
+            keys,
+            {},
+            kind="reextract",
+            reports=quality_objects(document, store.uri()),
+            validation=validation_rows(document),
+        )
     log.info("reextract %s: %d pages, %d rows rewritten", run_id, len(pages), len(changed))
     return ReextractResult(
         run_id,

@@ -224,6 +224,7 @@ def write_and_commit(
     row_group_rows: int,
     lease_seconds: float,
     quality_objects: Sequence[tuple[str, bytes]] = (),
+    validation: pa.Table | None = None,
 ) -> CommitRecord:
     """Write accepted and quarantined rows and commit them with the sources' validators.
 
@@ -243,7 +244,9 @@ def write_and_commit(
     validators = {n.source_id: n.validators for n in normalized if n.validators is not None}
     # A run that lost its lease (it stalled past the expiry) must not commit over its successor.
     confirm_lease(store, run_id, lease_seconds)
-    return commit_run(store, run_id, files, committed_rows, validators, reports=quality_objects)
+    return commit_run(
+        store, run_id, files, committed_rows, validators, reports=quality_objects, validation=validation
+    )
 
 
 def redact_reports(reports: Mapping[str, SourceReport], sources: Sequence[Source]) -> None:

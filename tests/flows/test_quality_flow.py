@@ -96,6 +96,23 @@ def test_validation_results_are_committed_with_the_run(polled) -> None:
     assert 0 < document["validate_seconds"] <= summary.validate_seconds < summary.run_seconds
 
 
+def test_the_validation_results_table_has_the_run_s_counts_per_source(polled) -> None:
+    """Any Delta reader charts quality over time: one row per source and run, as the JSON says."""
+    from deltalake import DeltaTable
+
+    _, lake, summary, _ = polled
+    document = json.loads(open_store(str(lake)).get(f"_validation/{summary.run_id}.json") or b"{}")
+    table = DeltaTable(str(lake / "_validation_results")).to_pyarrow_table()
+    rows = {r["source_id"]: r for r in table.to_pylist() if r["run_id"] == summary.run_id}
+    assert set(rows) == {s["source_id"] for s in document["sources"]}
+    for source in document["sources"]:
+        row = rows[source["source_id"]]
+        counts = ("checked", "passed", "warned", "rejected", "failed", "flags")
+        assert {k: row[k] for k in counts} == {k: source[k] for k in counts}, source["source_id"]
+        assert row["kind"] == "poll" and row["suite"] == document["suite"]
+        assert row["validated_month"] == document["validated_at"][:7]
+
+
 def test_the_data_quality_artifact_has_a_row_per_source(polled) -> None:
     import httpx
     from prefect.settings import PREFECT_API_URL

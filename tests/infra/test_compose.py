@@ -1,8 +1,8 @@
 """infra/: no container engine or cloud runs here, so the files are validated, not run.
 
 Checked: the Terraform parses and says what the README promises (versioned, encrypted, private
-bucket; quarantine lifecycle; a least-privilege policy), `terraform fmt`, the compose file's
-services (and `docker-compose config` where installed), and the Dockerfile's shape.
+bucket; a lifecycle that never expires a table file; a least-privilege policy), `terraform fmt`,
+the compose file's services (and `docker-compose config` where installed), and the Dockerfile's shape.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def unquoted(value: object) -> object:
     return value.strip('"') if isinstance(value, str) else value
 
 
-def test_bucket_is_versioned_encrypted_private_and_expires_quarantine() -> None:
+def test_bucket_is_versioned_encrypted_private_and_never_expires_a_table_file() -> None:
     r = resources()
     assert unquoted(r["aws_s3_bucket_versioning"]["versioning_configuration"][0]["status"]) == "Enabled"
     encryption = r["aws_s3_bucket_server_side_encryption_configuration"]["rule"][0]
@@ -47,8 +47,13 @@ def test_bucket_is_versioned_encrypted_private_and_expires_quarantine() -> None:
     for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
         assert block[flag] is True, flag
     rules = {unquoted(rule["id"]): rule for rule in r["aws_s3_bucket_lifecycle_configuration"]["rule"]}
-    assert "_quarantine/" in rules["expire-quarantine"]["filter"][0]["prefix"]
-    assert rules["expire-quarantine"]["expiration"][0]["days"] == "${var.quarantine_days}"
+    # Expiring objects under a Delta table's folder would delete files its log names.
+    for rule in rules.values():
+        if "expiration" in rule:
+            prefix = unquoted(rule["filter"][0]["prefix"])
+            assert not any(table in prefix for table in ("articles/", "_quarantine/", "_validation_results/"))
+            assert prefix.endswith("/_validation/"), prefix
+    assert "noncurrent_version_expiration" in rules["expire-noncurrent-versions"]
 
 
 @pytest.mark.parametrize("kms", [None, "arn:aws:kms:us-east-1:111122223333:key/abc"])

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from feedlake.schemas.article import ARTICLE_SCHEMA, PARTITION_COLUMN, table_schema
-from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE
+from feedlake.tasks.lake.layout import ARTICLES, QUARANTINE, VALIDATION_RESULTS
 from feedlake.tasks.lake.storage import open_store
 from tests.readers.built_lake import edited
 from tests.readers.engines import duckdb_with_delta
@@ -57,12 +57,12 @@ def test_each_latest_view_names_every_column_in_schema_order(engine: str) -> Non
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_each_engine_registers_both_delta_tables_at_their_folders(engine: str) -> None:
+def test_each_engine_registers_every_delta_table_at_its_folder(engine: str) -> None:
     sql = ddl(engine)
     # A Delta table's schema, partitions and files come from its log: nothing of the Hive layout.
     for hive in ("PARTITIONED BY", "projection", "MSCK", "STORED AS", "storage.location.template"):
         assert hive not in sql, hive
-    for table in (ARTICLES, QUARANTINE):
+    for table in (ARTICLES, QUARANTINE, VALIDATION_RESULTS):
         location = f"YOUR-BUCKET/YOUR-PREFIX/{table}"
         if engine == "athena":
             statement = rf"CREATE EXTERNAL TABLE IF NOT EXISTS \w+\nLOCATION 's3://{location}/'\n"

@@ -163,3 +163,61 @@ def test_nothing_to_commit_writes_nothing(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     commit_run(store, "idle", [], keys_of(make_rows("src", 0)), {})
     assert store.list("") == []
+
+
+def validation_of(run_id: str, sources: list[str]) -> pa.Table:
+    from feedlake.tasks.quality.results_table import validation_rows
+
+    return validation_rows(
+        {
+            "run_id": run_id,
+            "kind": "poll",
+            "suite": "articles",
+            "validated_at": "2026-11-28T12:00:00+00:00",
+            "sources": [
+                {
+                    "source_id": s,
+                    "checked": 1,
+                    "passed": 1,
+                    "warned": 0,
+                    "rejected": 0,
+                    "failed": [],
+                    "flags": [],
+                }
+                for s in sources
+            ],
+        }
+    )
+
+
+def validation_table(root: Path) -> list[tuple[str, str]]:
+    rows = DeltaTable(str(root / "_validation_results")).to_pyarrow_table().to_pylist()
+    return sorted((r["run_id"], r["source_id"]) for r in rows)
+
+
+def test_validation_results_commit_with_the_run_and_survive_a_crash_before_articles(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from feedlake.tasks.lake import delta_table
+
+    store = LocalStore(tmp_path)
+    rows = make_rows("src", 4)
+    real = delta_table.commit_files
+
+    def killed_at_articles(store_, table, *args, **kwargs):  # noqa: ANN001, ANN202
+        if table == ARTICLES:
+            raise KeyboardInterrupt("killed after the validation results' commit, before the articles'")
+        return real(store_, table, *args, **kwargs)
+
+    monkeypatch.setattr("feedlake.tasks.lake.commit.commit_files", killed_at_articles)
+    with pytest.raises(KeyboardInterrupt):
+        commit_run(store, "v1", planned(rows), keys_of(rows), {}, validation=validation_of("v1", ["src"]))
+    monkeypatch.undo()
+    assert validation_table(tmp_path) == [("v1", "src")] and lake_rows(tmp_path) == 0
+    assert recover_lake(store) == ["rolled forward committed run v1"]
+    assert validation_table(tmp_path) == [("v1", "src")] and lake_rows(tmp_path) == 4
+    # The next run's results join them; a run that validated nothing adds no row.
+    more = make_rows("other", 2)
+    commit_run(store, "v2", planned(more), keys_of(more), {}, validation=validation_of("v2", ["other"]))
+    commit_run(store, "v3", [], keys_of(make_rows("src", 0)), {}, validation=validation_of("v3", []))
+    assert validation_table(tmp_path) == [("v1", "src"), ("v2", "other")]

@@ -255,3 +255,39 @@ def test_kill_at_every_step_of_a_compaction(
             assert table_rows(lake, table).equals(expected[table]), f"{table}, crash at {crash_at}"
             assert files_per_partition(lake, table) == {"2024-11": 1, "2024-12": 1}
             assert data_files(lake, table) == live_keys(lake, table), f"{table}, crash at {crash_at}"
+
+
+def test_the_validation_results_table_is_compacted_too(tmp_path: Path) -> None:
+    """A run adds one small file of validation results: compaction merges a month's into one."""
+    from feedlake.tasks.lake.layout import VALIDATION_RESULTS
+    from feedlake.tasks.quality.results_table import validation_rows
+
+    store = open_store(str(tmp_path / "lake"))
+    for run in range(6):
+        rows = rows_in_months("a", 3 * (run + 1), (12,), start=3 * run)
+        document = {
+            "run_id": f"r{run}",
+            "kind": "poll",
+            "suite": "articles",
+            "validated_at": f"2026-11-{20 + run}T12:00:00+00:00",
+            "sources": [
+                {
+                    "source_id": "a",
+                    "checked": 3,
+                    "passed": 3,
+                    "warned": 0,
+                    "rejected": 0,
+                    "failed": [],
+                    "flags": [],
+                }
+            ],
+        }
+        files = plan_run_files(rows, held(rows.slice(0, 0)), 1024)
+        commit_run(store, f"r{run}", files, run_keys(rows), {}, validation=validation_rows(document))
+    path = str(tmp_path / "lake" / VALIDATION_RESULTS)
+    before = DeltaTable(path).to_pyarrow_table().sort_by("run_id")
+    assert len(live_files(store, VALIDATION_RESULTS)) == 6
+    done = compact_lake(store, "z", target_bytes=BIG, row_group_rows=1024)
+    assert f"{VALIDATION_RESULTS}/validated_month=2026-11" in {d.partition for d in done}
+    assert len(live_files(store, VALIDATION_RESULTS)) == 1
+    assert DeltaTable(path).to_pyarrow_table().sort_by("run_id").equals(before)
