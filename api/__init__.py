@@ -21,13 +21,14 @@ from __future__ import annotations
 from datetime import date
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from feedlake.tasks.backfill.engine import BackfillResult
 from feedlake.tasks.errors import FeedlakeError
-from feedlake.tasks.pipeline.backfill import run_source_backfill
-from feedlake.tasks.pipeline.poll import run_poll
 from feedlake.tasks.pipeline.summary import RunSummary
 from feedlake.tasks.settings import FeedlakeSettings
+
+if TYPE_CHECKING:
+    from feedlake.tasks.backfill.engine import BackfillResult
 
 __all__ = ["BackfillResult", "FeedlakeError", "FeedlakeSettings", "RunSummary", "backfill", "poll"]
 
@@ -36,6 +37,8 @@ def poll(
     sources: str | PathLike[str], lake: str | PathLike[str], settings: FeedlakeSettings | None = None
 ) -> RunSummary:
     """Poll every enabled source of a sources file once into ``lake`` (a folder or ``s3://`` URL)."""
+    from feedlake.tasks.pipeline.poll import run_poll
+
     return run_poll(_settings(settings, sources, lake))
 
 
@@ -52,6 +55,8 @@ def backfill(
     settings: FeedlakeSettings | None = None,
 ) -> BackfillResult:
     """Backfill one source's history into ``lake`` (resuming its checkpoint if one is there)."""
+    from feedlake.tasks.pipeline.backfill import run_source_backfill
+
     return run_source_backfill(
         _settings(settings, sources, lake),
         source_id,
@@ -68,3 +73,13 @@ def _settings(
 ) -> FeedlakeSettings:
     base = settings or FeedlakeSettings()
     return base.model_copy(update={"sources": str(sources), "lake": str(lake)})
+
+
+def __getattr__(name: str) -> Any:
+    # Every feedlake.* import runs this package first: the backfill machinery (worker pools,
+    # captures) loads only when someone asks for it, not on every `feedlake poll`.
+    if name == "BackfillResult":
+        from feedlake.tasks.backfill.engine import BackfillResult
+
+        return BackfillResult
+    raise AttributeError(f"module 'feedlake' has no attribute {name!r}")
