@@ -477,10 +477,12 @@ def print_summary(summary: RunSummary) -> int:
         f"  duckdb -c \"SELECT source_id, count(*) FROM delta_scan('{summary.lake}/articles') "
         'GROUP BY ALL ORDER BY 2 DESC"'
     )
-    print("or deltalake (pyarrow):")
+    print("or pyarrow over the files the table's latest version names:")
+    # Not to_pyarrow_table(): with delta-rs 1.6 a process that scanned through its filesystem
+    # handler can abort at exit (docs/reading.md); pyarrow's own filesystem exits cleanly.
     print(
-        f'  {sys.executable} -c "from deltalake import DeltaTable; '
-        f"print(DeltaTable('{summary.lake}/articles').to_pyarrow_table().num_rows)\""
+        f'  {sys.executable} -c "import pyarrow.dataset as ds; from deltalake import DeltaTable; '
+        f"print(ds.dataset(DeltaTable('{summary.lake}/articles').file_uris()).count_rows())\""
     )
     return EXIT_OK
 
