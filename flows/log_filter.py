@@ -50,10 +50,15 @@ class PrefectChatterFilter(logging.Filter):
 
 
 def _observer_outage(record: logging.LogRecord) -> bool:
-    """asyncio's report of a Prefect runner observer whose API poll failed (the API was away)."""
-    if record.name != "asyncio" or not record.exc_info:
+    """A Prefect runner observer whose API poll failed (the API was away): asyncio's report of its
+    callback, or the cancellation observer's own error once its poll gave up (the runs go on)."""
+    if not record.exc_info:
         return False
     message = record.getMessage()
+    if record.name == "prefect.FlowRunCancellingObserver":
+        return message.startswith("Cancellation polling task failed")
+    if record.name != "asyncio":
+        return False
     return message.startswith("Exception in callback") and "Observer._handle_polling_task_done" in message
 
 

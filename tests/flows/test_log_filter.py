@@ -25,6 +25,18 @@ def test_a_runner_observer_failing_while_the_api_is_away_is_one_warning_line() -
     assert "ConnectionRefusedError" in outage.getMessage()
 
 
+def test_the_cancellation_observer_giving_up_while_the_api_is_away_is_one_warning_line() -> None:
+    gave_up = record(
+        "prefect.FlowRunCancellingObserver",
+        logging.ERROR,
+        "Cancellation polling task failed. Execution will continue, but flow run cancellation will fail.",
+        RuntimeError("Service exceeded error threshold."),
+    )
+    assert PrefectChatterFilter().filter(gave_up)
+    assert gave_up.levelname == "WARNING" and gave_up.exc_info is None
+    assert "Service exceeded error threshold" in gave_up.getMessage()
+
+
 def test_any_other_error_keeps_its_traceback() -> None:
     other = record("asyncio", logging.ERROR, "Exception in callback something_else()", ValueError("x"))
     ours = record("feedlake.tasks.pipeline", logging.WARNING, "a source failed", ValueError("y"))
