@@ -145,10 +145,7 @@ def recover_lake(store: ObjectStore) -> list[str]:
         if isinstance(planned_objects, list) and record is None and _never_committed(store, intent, run_id):
             # An intent without a plan (a run of the release before Delta tables that died before
             # its commit record): its objects are rolled back like any uncommitted run's.
-            objects = [str(o) for o in planned_objects]
-            for planned in objects:
-                store.delete(planned)
-            actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
+            actions.append(_roll_back(store, run_id, planned_objects))
             _clear_txn(store, run_id)
             continue
         if not isinstance(planned_objects, list) or record is None:
@@ -164,14 +161,19 @@ def recover_lake(store: ObjectStore) -> list[str]:
             apply_commit(store, record)
             actions.append(f"rolled forward committed run {run_id}")
         else:
-            objects = [str(o) for o in planned_objects]
-            for planned in objects:
-                store.delete(planned)
-            actions.append(f"rolled back run {run_id} ({len(objects)} objects)")
+            actions.append(_roll_back(store, run_id, planned_objects))
         _clear_txn(store, run_id)
     for action in actions:
         log.warning("recovery: %s", action)
     return actions
+
+
+def _roll_back(store: ObjectStore, run_id: str, planned_objects: list[object]) -> str:
+    """Delete every object an uncommitted run's intent lists; the recovery action it was."""
+    objects = [str(o) for o in planned_objects]
+    for planned in objects:
+        store.delete(planned)
+    return f"rolled back run {run_id} ({len(objects)} objects)"
 
 
 def commit_run(
