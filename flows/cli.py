@@ -21,11 +21,11 @@ from feedlake.flows.cli_lake import add_lake_commands, run_lake_command
 from feedlake.flows.cli_sources import add_sources_subcommands, run_sources_subcommand
 from feedlake.flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
 from feedlake.tasks.errors import FeedlakeError, TerminalError
-from feedlake.tasks.lake.compact import PartitionCompaction
 from feedlake.tasks.pipeline.summary import RunSummary, format_table, text_table
 from feedlake.tasks.sources.catalog import check_sources
 
 if TYPE_CHECKING:
+    from feedlake.tasks.lake.compact import PartitionCompaction
     from feedlake.tasks.quarantine import ReplayResult
 
 
@@ -211,6 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FeedlakeError as exc:
         print(f"feedlake: run failed, try again: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
+
+
+def console() -> None:
+    """The ``feedlake`` console script: ``main`` with the process's arguments, then the exit."""
+    from feedlake.flows.process_exit import exit_process
+
+    exit_process(main())
 
 
 def poll_command(sources: str | None, lake: str | None, prefect: bool) -> RunSummary:

@@ -20,9 +20,7 @@ from feedlake.flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK
 from feedlake.tasks.errors import FeedlakeError
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import KINDS, load_sources, url_problem
-from feedlake.tasks.sources.discovery import discover_feed_blocking
 from feedlake.tasks.sources.edit import AddResult, NewSource, add_sources
-from feedlake.tasks.sources.opml import MAX_OPML_BYTES, read_opml, write_opml
 
 OWN_COMMANDS = ("import-opml", "export-opml", "add")
 
@@ -67,6 +65,8 @@ def run_sources_subcommand(args: argparse.Namespace) -> int | None:
 
 def import_opml_command(opml_file: str, sources_file: str, kind: str) -> int:
     """Merge an OPML file's feeds into a sources file and print how many were added and skipped."""
+    from feedlake.tasks.sources.opml import MAX_OPML_BYTES, read_opml
+
     try:
         # One byte past the limit is enough for read_opml to refuse it; /dev/zero must not fill memory.
         with Path(opml_file).open("rb") as handle:
@@ -93,6 +93,8 @@ def import_opml_command(opml_file: str, sources_file: str, kind: str) -> int:
 
 def export_opml_command(sources_file: str, out: str | None) -> int:
     """Write every source of a sources file as OPML 2.0, to a file or standard output."""
+    from feedlake.tasks.sources.opml import write_opml
+
     sources = load_sources(sources_file, os.environ)
     data = write_opml(sources, title=f"feedlake sources from {Path(sources_file).name}")
     hidden = sum(1 for s in sources if s.substitutions)
@@ -112,6 +114,9 @@ def export_opml_command(sources_file: str, out: str | None) -> int:
 
 def add_command(url: str, sources_file: str, source_id: str | None, kind: str, publisher: str | None) -> int:
     """Find the feed behind a URL, check that it parses, and add it to a sources file."""
+    # Discovery's HTML parsing is imported by the command that uses it, not by every command.
+    from feedlake.tasks.sources.discovery import discover_feed_blocking
+
     with _quiet_probes():
         found = discover_feed_blocking(url, FeedlakeSettings())
     print(f"found {found.url} ({found.format}, {found.found_by}): {found.title or 'no title'}")

@@ -15,7 +15,7 @@ from feedlake.tasks.quality.report import quality_markdown
 from feedlake.tasks.quarantine import ReplayResult, replay_quarantine
 from feedlake.tasks.settings import settings_with
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
-from feedlake.tasks.validate.validator import ArticleValidator
+from feedlake.tasks.validate.validator import validator_for
 
 replay_task = transient_retrying(replay_quarantine, "replay-quarantine", 2, [2, 10])
 
@@ -27,7 +27,7 @@ def replay_flow(
     """Re-validate quarantined rows with the current suite; move those that pass into articles/."""
     logger = get_run_logger()
     settings = settings_with(lake=lake, suite=suite)
-    validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
+    validator = validator_for(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
     store = open_store(settings.lake, settings)
     run_id = new_run_id()
     lease = lake_transaction(store, run_id, settings.lease_seconds, settings.lease_wait_seconds)

@@ -21,13 +21,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from feedlake.schemas.article import PAGE_DATE_SOURCE
 from feedlake.tasks.fetch.pages import PageRequest, PageResult
-from feedlake.tasks.full_text.extract import PageArticle
 from feedlake.tasks.full_text.teaser import wants_page
+
+if TYPE_CHECKING:
+    # Types only: the extractor (trafilatura) is imported by the first page a run extracts.
+    from feedlake.tasks.full_text.extract import PageArticle
 
 SKIPPED = "skipped"
 # Statuses of a page that may give its body on a later poll (see page_may_recover).

@@ -58,7 +58,7 @@ from feedlake.tasks.quality.results_table import validation_rows
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, load_sources
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
-from feedlake.tasks.validate.validator import ArticleValidator, preload_great_expectations
+from feedlake.tasks.validate.validator import ArticleValidator, preload_great_expectations, validator_for
 from feedlake.tasks.values import SourceReport
 
 ProgressFactory = Callable[[str, "int | None", Checkpoint, bool], Progress | None]
@@ -109,7 +109,7 @@ def run_source_backfill(
             checkpoint.rows_written,
         )
     total, captures = find_captures(strategy, fetch, settings, target, path, checkpoint.cursor, since, until)
-    validator = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
+    validator = validator_for(Path(settings.suite) if settings.suite else DEFAULT_SUITE)
     adder = None if target.full_text == "never" else partial(backfill_pages, target, settings)
 
     def commit_with_pages(

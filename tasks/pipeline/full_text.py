@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -45,12 +46,6 @@ from feedlake.tasks.fetch.pages import (
     unexpected_page,
 )
 from feedlake.tasks.fetch.robots import RobotsCache
-from feedlake.tasks.full_text.extract import (
-    ExtractionJob,
-    article_or_failed,
-    extract_articles,
-    extract_in_pool,
-)
 from feedlake.tasks.full_text.stage import (
     PageOutcome,
     PagePlan,
@@ -71,6 +66,9 @@ from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, redact_values
 from feedlake.tasks.validate.validator import preload_great_expectations
 from feedlake.tasks.values import FeedValidators, FetchResult, SourceReport
+
+if TYPE_CHECKING:
+    from feedlake.tasks.full_text.extract import ExtractionJob
 
 
 @dataclass(frozen=True)
@@ -240,6 +238,9 @@ class _LiveRun:
             self.page_exchanges.append(page_exchange(result))
         if result.status != OK or result.body is None:
             return PageOutcome(result, None)
+        # The extractor (trafilatura) is imported by the first page, not by a poll that fetches none.
+        from feedlake.tasks.full_text.extract import article_or_failed, extract_in_pool
+
         job = extraction_job(result, plan)
         future = extract_in_pool(job, self.processes)
         try:
@@ -399,6 +400,8 @@ def add_full_text(
     fetched = [r for r in results if r.status == OK and r.body is not None]
     jobs = [extraction_job(r, plans[(r.request.source_id, r.request.article_id)]) for r in fetched]
     processes = settings.extract_processes or os.cpu_count() or 1
+    from feedlake.tasks.full_text.extract import extract_articles
+
     extracted = dict(zip((id(r) for r in fetched), extract_articles(jobs, processes), strict=True))
     outcomes: dict[str, dict[str, PageOutcome]] = defaultdict(dict)
     for result in results:
@@ -439,6 +442,8 @@ def apply_pages(
 
 def extraction_job(result: PageResult, plan: PagePlan) -> ExtractionJob:
     """What the extractor gets for a fetched page: its bytes and URL, and the item's title and teaser."""
+    from feedlake.tasks.full_text.extract import ExtractionJob
+
     return ExtractionJob(
         page=result.body or b"",
         url=result.final_url or result.request.url,

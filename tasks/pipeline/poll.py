@@ -66,10 +66,10 @@ from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.sources.catalog import Source, load_sources
 from feedlake.tasks.validate.suite import DEFAULT_SUITE, load_suite
 from feedlake.tasks.validate.validator import (
-    ArticleValidator,
     FeedFacts,
     ValidationOutcome,
     preload_great_expectations,
+    validator_for,
 )
 from feedlake.tasks.values import FeedValidators, FetchResult, SourceReport
 
@@ -118,7 +118,7 @@ def validate_rows(
         rows = combine_rows(normalized)
         held = pa.Table.from_batches([], schema=quarantine_schema(rows.schema))
         return ValidationOutcome(rows, held, {}, load_suite(suite_path).name)
-    return ArticleValidator(suite_path).validate(combine_rows(normalized), feeds)
+    return validator_for(suite_path).validate(combine_rows(normalized), feeds)
 
 
 def validate_sources(

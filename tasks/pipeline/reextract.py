@@ -33,7 +33,7 @@ from feedlake.tasks.quality.report import quality_objects, validation_document
 from feedlake.tasks.quality.results_table import validation_rows
 from feedlake.tasks.settings import FeedlakeSettings
 from feedlake.tasks.validate.suite import DEFAULT_SUITE
-from feedlake.tasks.validate.validator import ArticleValidator
+from feedlake.tasks.validate.validator import validator_for
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_reextract(
     if not changed:
         return result
     table = pa.Table.from_pylist(changed, schema=ARTICLE_SCHEMA)
-    outcome = ArticleValidator(Path(settings.suite) if settings.suite else DEFAULT_SUITE).validate(table)
+    outcome = validator_for(Path(settings.suite) if settings.suite else DEFAULT_SUITE).validate(table)
     with lake_transaction(store, run_id, settings.lease_seconds, settings.lease_wait_seconds):
         files = plan_run_files(outcome.accepted, outcome.quarantined, settings.row_group_rows)
         document = validation_document(outcome, run_id, "reextract")

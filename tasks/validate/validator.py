@@ -9,10 +9,9 @@ pandas appears only here, on a copy of the checked columns, and is never written
 
 from __future__ import annotations
 
-import importlib
+import hashlib
 import logging
 import operator
-import os
 import re
 import threading
 import time
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 
 from feedlake.schemas.article import QUARANTINE_FIELDS
 from feedlake.tasks.errors import ConfigError
+from feedlake.tasks.validate.gx_import import import_great_expectations
 from feedlake.tasks.validate.suite import BATCH_SCHEMA, DEFAULT_SUITE, ExpectationSpec, load_suite
 
 log = logging.getLogger(__name__)
@@ -88,20 +88,43 @@ class ValidationOutcome:
 
 def preload_great_expectations() -> threading.Thread:
     """Import Great Expectations in a background thread, so the import overlaps the network fetch."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     # The import takes seconds; a poll spends its first seconds waiting on feed servers.
-    thread = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
+    thread = threading.Thread(target=import_great_expectations, daemon=True)
     thread.start()
     return thread
 
 
+_built: dict[tuple[str, str], ArticleValidator] = {}
+_built_lock = threading.Lock()
+_BUILT_KEPT = 4
+
+
+def validator_for(suite_path: Path = DEFAULT_SUITE) -> ArticleValidator:
+    """The validator of this suite file as it is now: built on first use, then reused by every run
+    of this process (``feedlake serve``, a worker) until the file's content changes."""
+    try:
+        content = Path(suite_path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read expectation suite {suite_path}: {exc}") from exc
+    key = (str(Path(suite_path).resolve()), hashlib.sha256(content).hexdigest())
+    with _built_lock:
+        if (validator := _built.get(key)) is not None:
+            return validator
+    validator = ArticleValidator(suite_path)
+    with _built_lock:
+        # A few suites at most (one per deployment's suite file); the oldest goes first.
+        while len(_built) >= _BUILT_KEPT:
+            del _built[next(iter(_built))]
+        return _built.setdefault(key, validator)
+
+
 class ArticleValidator:
-    """A Great Expectations context and suite, built once per run and used for every batch."""
+    """A Great Expectations context and suite, built once and used for every batch it is given."""
 
     def __init__(self, suite_path: Path = DEFAULT_SUITE) -> None:
-        # GX would otherwise try to phone home on import; these machines may have no network.
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        import great_expectations as gx
+        gx = import_great_expectations()
+        # One context serves one validation at a time (serve may run two polls at once).
+        self._lock = threading.Lock()
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         suite = load_suite(suite_path)
@@ -249,9 +272,10 @@ class ArticleValidator:
             return [(spec, []) for spec in specs]
         definition, suite = check
         frame = table.select(_checked_columns(specs, table.column_names)).to_pandas()
-        batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        # COMPLETE lists every failing row index, not GX's default sample of twenty.
-        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        with self._lock:
+            batch = definition.get_batch(batch_parameters={"dataframe": frame})
+            # COMPLETE lists every failing row index, not GX's default sample of twenty.
+            result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
         found: dict[int, list[int]] = {}
         for item in result.results:
             config = item.expectation_config

@@ -221,3 +221,29 @@ def test_batch_level_reject_holds_that_batch_without_failing_the_source(tmp_path
     assert outcome.accepted.column("source_id").to_pylist() == ["centcom"] * 3
     held = outcome.quarantined.column("failed_expectations").to_pylist()
     assert held == [["batch:expect_column_values_to_be_between(missing_date_share)"]] * 60
+
+
+def test_a_process_builds_each_suite_once_and_again_when_its_file_changes(tmp_path) -> None:
+    import json
+
+    from feedlake.tasks.errors import ConfigError
+    from feedlake.tasks.validate.suite import DEFAULT_SUITE
+    from feedlake.tasks.validate.validator import validator_for
+
+    path = tmp_path / "suite.json"
+    path.write_text(DEFAULT_SUITE.read_text())
+    first = validator_for(path)
+    assert validator_for(path) is first  # serve's second run reuses the context
+    rows = replace_column(make_rows("a", 3), "guid", ["g1", None, "g3"])
+    assert first.validate(rows).quarantined.num_rows == 0
+    suite = json.loads(path.read_text())
+    suite["row_expectations"].append(
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "guid"}, "severity": "reject"}
+    )
+    path.write_text(json.dumps(suite))
+    changed = validator_for(path)
+    assert changed is not first  # an edited suite is rebuilt, never served stale
+    assert changed.validate(rows).quarantined.column("guid").to_pylist() == [None]
+    path.unlink()
+    with pytest.raises(ConfigError, match="suite.json"):
+        validator_for(path)
