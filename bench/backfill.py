@@ -308,7 +308,7 @@ def measure(folder: Path, workers: int, profile: bool) -> dict[str, Any]:
 
 def parse_path() -> str:
     """Which XML parse the workers use: the lxml fast path if this tree has it, else feedparser."""
-    return "lxml fast path" if (ROOT / "tasks" / "parse_xml.py").exists() else "feedparser"
+    return "lxml fast path" if (ROOT / "tasks" / "parse" / "xml_fast_path.py").exists() else "feedparser"
 
 
 def main() -> int:

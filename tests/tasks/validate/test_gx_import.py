@@ -37,9 +37,8 @@ print(json.dumps({
 
 
 def verdicts(mode: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", VERDICTS, str(ROOT), mode], capture_output=True, text=True, check=True, cwd=ROOT
-    )
+    command = [sys.executable, "-c", VERDICTS, str(ROOT), mode]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
