@@ -23,7 +23,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedlake.tasks.errors import FeedlakeError
+from feedlake.tasks.errors import ConfigError, FeedlakeError
 from feedlake.tasks.pipeline.summary import RunSummary
 from feedlake.tasks.settings import FeedlakeSettings
 
@@ -71,8 +71,25 @@ def backfill(
 def _settings(
     settings: FeedlakeSettings | None, sources: str | PathLike[str], lake: str | PathLike[str]
 ) -> FeedlakeSettings:
+    _refuse_in_a_starting_worker()
     base = settings or FeedlakeSettings()
     return base.model_copy(update={"sources": str(sources), "lake": str(lake)})
+
+
+def _refuse_in_a_starting_worker() -> None:
+    """Fail at once when called by a script that a starting worker process is importing."""
+    import multiprocessing
+
+    # A worker process feedlake starts (to parse, extract or backfill) first imports the script that
+    # started its parent, as Python's "spawn" does. A script calling feedlake at its top level, with
+    # no ``if __name__ == "__main__":``, would start a second run in every worker, which would wait
+    # for the lake its parent holds. Refused here, the worker ends and the parent does the work.
+    # (The check multiprocessing makes itself before it starts a process from such a worker.)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError(
+            "feedlake was called while one of its worker processes was starting: put the calls of the "
+            'script that starts feedlake under `if __name__ == "__main__":` (worker processes import it)'
+        )
 
 
 def __getattr__(name: str) -> Any:

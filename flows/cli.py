@@ -217,7 +217,21 @@ def console() -> None:
     """The ``feedlake`` console script: ``main`` with the process's arguments, then the exit."""
     from feedlake.flows.process_exit import exit_process
 
-    exit_process(main())
+    code = main()
+    stop_worker_pools()
+    exit_process(code)
+
+
+def stop_worker_pools() -> None:
+    """Stop the worker processes a run left for the next one: a one-shot command has no next run."""
+    from feedlake.tasks.pipeline.feed_reading import shutdown_reading_pools
+
+    shutdown_reading_pools()
+    # Only if a run used it: importing the extractor loads trafilatura.
+    if "feedlake.tasks.full_text.extract" in sys.modules:
+        from feedlake.tasks.full_text.extract import shutdown_extraction_pools
+
+        shutdown_extraction_pools()
 
 
 def poll_command(sources: str | None, lake: str | None, prefect: bool) -> RunSummary:

@@ -31,6 +31,12 @@ class FeedlakeSettings(BaseSettings):
     extract_processes: int = Field(
         0, ge=0, le=256, description="Processes extracting article bodies (0: one per core)"
     )
+    parse_processes: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Processes parsing the feeds of a poll of many (0: one per core, 1: in the poll's own)",
+    )
     connect_to: str = Field(
         "",
         description="host:port=ip:port,...: connect there, not to the resolved host (curl --connect-to)",

@@ -36,6 +36,7 @@ from feedlake.tasks.parse.feed import parse_feed
 from feedlake.tasks.sources.catalog import Source
 from feedlake.tasks.validate.validator import ArticleValidator
 from feedlake.tasks.values import FetchResult
+from feedlake.tasks.worker_process import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,9 @@ def in_flight_limit(workers: int, batch_rows: int, documents: int, rows: int) ->
 
 
 def lower_priority() -> None:
-    """Lower this worker process's CPU priority (where the platform has ``nice``)."""
+    """Lower this worker process's CPU priority (where the platform has ``nice``); it ends with its
+    parent (``exit_with_parent``)."""
+    exit_with_parent()
     # The parent's commit is the serial part of a backfill: when the workers and the parent want
     # more cores than there are, the parent goes first, and so do polls sharing the host.
     if hasattr(os, "nice"):

@@ -62,6 +62,7 @@ from trafilatura.utils import decode_file, load_html
 
 from feedlake.tasks.errors import ConfigError
 from feedlake.tasks.normalize.html_text import flatten_deep_markup, html_to_text, sanitize_html
+from feedlake.tasks.worker_process import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def extraction_pool(processes: int) -> Executor:
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-extract")
         else:
             context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+            pool = ProcessPoolExecutor(processes, mp_context=context, initializer=exit_with_parent)
         _POOLS[processes] = pool
         return pool
 

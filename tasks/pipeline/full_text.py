@@ -56,6 +56,7 @@ from feedlake.tasks.full_text.stage import (
 from feedlake.tasks.lake.page_retries import RETRIES, RETRY_SCHEMA
 from feedlake.tasks.lake.raw_capture import RawExchange
 from feedlake.tasks.lake.storage import ObjectStore
+from feedlake.tasks.pipeline.feed_reading import FeedReaders, usable_cores
 from feedlake.tasks.pipeline.stages import (
     NormalizedSource,
     SourceBoundary,
@@ -123,8 +124,13 @@ def fetch_sources(
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, 0.0005))
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-normalize") as worker:
-            run = _LiveRun(settings, due, run_id, reports, store, worker)
+        # Many feeds are read (parsed and normalized) in worker processes, one source per thread
+        # waiting on them; a few are read by one thread here (feed_reading.FeedReaders.for_run).
+        processes = settings.parse_processes or usable_cores()
+        readers = FeedReaders.for_run(len(due), processes)
+        threads = readers.processes if readers.in_workers else 1
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="feedlake-normalize") as worker:
+            run = _LiveRun(settings, due, run_id, reports, store, worker, readers)
             waiting = retries if retries is not None else RETRY_SCHEMA.empty_table()
             asyncio.run(run.fetch(targets, validators, waiting))
     finally:
@@ -143,8 +149,10 @@ class _LiveRun:
         reports: dict[str, SourceReport],
         store: ObjectStore,
         worker: Executor,
+        readers: FeedReaders | None = None,
     ) -> None:
         self.settings = settings
+        self.readers = readers or FeedReaders(1)
         self.due = list(due)
         self.by_id = {s.id: s for s in due}
         self.run_id = run_id
@@ -186,6 +194,8 @@ class _LiveRun:
 
     def arrived(self, result: FetchResult) -> None:
         """A feed's final result (in the loop): its source goes to the worker thread."""
+        if result.body is not None:
+            self.readers.body_arrived()
         if result.body is not None and not self.preloading:
             self.preloading = True
             preload_great_expectations()
@@ -218,7 +228,7 @@ class _LiveRun:
                 exchange = feed_exchange(result, source)
             if step.failed:
                 return _Prepared(None, None, [], None)
-        normalized = normalize_fetched([result], [source], self.run_id, self.reports)
+        normalized = normalize_fetched([result], [source], self.run_id, self.reports, self.readers.read)
         new = drop_duplicates(self.store, normalized, self.reports)
         if not new:
             return _Prepared(normalized[0] if normalized else None, None, [], exchange)

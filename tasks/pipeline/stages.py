@@ -12,7 +12,7 @@ index that cannot be rebuilt now fails its source (it is never read as empty).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -28,8 +28,7 @@ from feedlake.tasks.lake.seen_index import read_seen
 from feedlake.tasks.lake.source_state import read_source_validators, set_aside
 from feedlake.tasks.lake.storage import ObjectStore
 from feedlake.tasks.lake.write import plan_run_files, run_keys
-from feedlake.tasks.normalize.articles import normalize_entries
-from feedlake.tasks.parse.feed import parse_feed
+from feedlake.tasks.pipeline.feed_reading import FeedReading, read_feed
 from feedlake.tasks.sources.catalog import Source
 from feedlake.tasks.validate.validator import FeedFacts, SourceQuality, ValidationOutcome
 from feedlake.tasks.values import FeedValidators, FetchResult, SourceReport
@@ -85,8 +84,12 @@ def normalize_fetched(
     sources: Sequence[Source],
     run_id: str,
     reports: dict[str, SourceReport],
+    read: Callable[[FetchResult, Source, str], FeedReading] = read_feed,
 ) -> list[NormalizedSource]:
-    """Parse and normalize every fetched body; record errors and 304s in the reports."""
+    """Parse and normalize every fetched body; record errors and 304s in the reports.
+
+    ``read`` parses and normalizes one body: here by default, or in a worker process (``FeedReaders``).
+    """
     by_id = {s.id: s for s in sources}
     normalized = []
     for result in fetched:
@@ -106,12 +109,16 @@ def normalize_fetched(
         if step.failed or report.status in ("error", "not_modified"):
             continue
         with SourceBoundary(report, "parse") as step:
-            parsed = parse_feed(result)
+            reading = read(result, by_id[result.source_id], run_id)
         if step.failed:
             continue
+        if reading.error is not None or reading.feed is None:
+            with SourceBoundary(report, reading.failed_stage or "parse"):
+                raise reading.error or UnexpectedError("the feed was not read", source_id=report.source_id)
+            continue
+        feed = reading.feed
         with SourceBoundary(report, "normalize") as step:
-            feed = normalize_entries(parsed, by_id[result.source_id], run_id)
-            report.warnings.extend(parsed.warnings)
+            report.warnings.extend(reading.warnings)
             if feed.held is not None:
                 report.warnings.append(
                     f"{feed.held.num_rows} item(s) could not be normalized; held in quarantine"

@@ -14,6 +14,7 @@ import feedlake.tasks.pipeline.full_text
 import feedlake.tasks.pipeline.poll
 import feedlake.tasks.pipeline.stages
 from feedlake.tasks.fetch.client import build_client, fetch_feeds
+from feedlake.tasks.pipeline import feed_reading
 from tests.conftest import write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -105,13 +106,10 @@ def inject_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(feedlake.tasks.pipeline.poll, "validate_rows", validate)
 
 
-def inject(name: str, exc: BaseException, source_of: Callable[..., str]):
+def inject(name: str, exc: BaseException, source_of: Callable[..., str], module: Any = None):
     def patch(monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(
-            feedlake.tasks.pipeline.stages,
-            name,
-            raising_for_bad(getattr(feedlake.tasks.pipeline.stages, name), exc, source_of),
-        )
+        where = module or feedlake.tasks.pipeline.stages
+        monkeypatch.setattr(where, name, raising_for_bad(getattr(where, name), exc, source_of))
 
     return patch
 
@@ -128,9 +126,14 @@ STAGES = {
         inject_result_handler,
         "handling the fetched result failed (RuntimeError: the handler dropped it)",
     ),
-    "parse": (inject("parse_feed", MemoryError("parser ran out"), lambda r: r.source_id), "MemoryError"),
+    # A poll of this few feeds reads them in this process (feed_reading.POOL_MIN_FEEDS), so the
+    # injection reaches the reader; tests/tasks/pipeline/test_feed_reading.py covers the workers.
+    "parse": (
+        inject("parse_feed", MemoryError("parser ran out"), lambda r: r.source_id, feed_reading),
+        "MemoryError",
+    ),
     "normalize": (
-        inject("normalize_entries", Boom("unheard of"), lambda p, s, run: s.id),
+        inject("normalize_entries", Boom("unheard of"), lambda p, s, run: s.id, feed_reading),
         "Boom: unheard of",
     ),
     "dedup": (
