@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import codecs
 import logging
-import multiprocessing
 import re
-import threading
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -62,13 +60,19 @@ from trafilatura.utils import decode_file, load_html
 
 from feedlake.tasks.errors import ConfigError
 from feedlake.tasks.normalize.html_text import flatten_deep_markup, html_to_text, sanitize_html
-from feedlake.tasks.worker_process import exit_with_parent
+from feedlake.tasks.worker_process import KeptPools, spawned_pool
 
 log = logging.getLogger(__name__)
 
 # The process's extraction pools, by worker count (see extraction_pool).
-_POOLS: dict[int, Executor] = {}
-_POOLS_LOCK = threading.Lock()
+_POOLS = KeptPools(
+    # One process means one thread, so that extraction still never runs on the caller's event loop.
+    lambda n: (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-extract")
+        if n == 1
+        else spawned_pool(n)
+    )
+)
 
 OK = "ok"
 NOT_AN_ARTICLE = "not_an_article"
@@ -258,26 +262,12 @@ def extraction_pool(processes: int) -> Executor:
     so that extraction still never runs on the caller's event loop. A pool whose worker died is
     replaced on the next call.
     """
-    with _POOLS_LOCK:
-        pool = _POOLS.get(processes)
-        if pool is not None and not getattr(pool, "_broken", False):
-            return pool
-        if processes == 1:
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedlake-extract")
-        else:
-            context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(processes, mp_context=context, initializer=exit_with_parent)
-        _POOLS[processes] = pool
-        return pool
+    return _POOLS.get(processes)
 
 
 def shutdown_extraction_pools() -> None:
     """Stop the process's extraction pools and wait for their workers (a later job starts one again)."""
-    with _POOLS_LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-    for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.shutdown()
 
 
 def extract_in_pool(job: ExtractionJob, processes: int) -> Future[PageArticle]:
@@ -286,8 +276,7 @@ def extract_in_pool(job: ExtractionJob, processes: int) -> Future[PageArticle]:
         return extraction_pool(processes).submit(_extract_or_fail, job)
     except BrokenExecutor:
         # A worker died since the last job: one fresh pool, then this job goes to it.
-        with _POOLS_LOCK:
-            _POOLS.pop(processes, None)
+        _POOLS.drop(processes)
         return extraction_pool(processes).submit(_extract_or_fail, job)
 
 

@@ -13,12 +13,10 @@ source's error exactly as if the stage had failed in this process.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pickle
-import threading
 import traceback
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 
 from feedlake.tasks.errors import FeedlakeError, UnexpectedError, bug_reason
@@ -26,15 +24,14 @@ from feedlake.tasks.normalize.articles import NormalizedFeed, normalize_entries
 from feedlake.tasks.parse.feed import parse_feed
 from feedlake.tasks.sources.catalog import Source
 from feedlake.tasks.values import FetchResult
-from feedlake.tasks.worker_process import exit_with_parent
+from feedlake.tasks.worker_process import KeptPools, spawned_pool
 
 # Until this many feeds of a run have brought a body, they are read here: the workers' start
 # (about half a second of CPU each) costs more than they save on a few feeds, and a poll of a
 # thousand feeds of which three changed should not pay it. A long-lived process keeps the workers.
 POOL_MIN_FEEDS = 24
 
-_POOLS: dict[int, Executor] = {}
-_POOLS_LOCK = threading.Lock()
+_POOLS = KeptPools(spawned_pool)
 
 
 @dataclass(frozen=True)
@@ -127,8 +124,7 @@ class FeedReaders:
         except BrokenExecutor:
             # A worker died (killed, out of memory, or it could not start): this feed and the rest
             # of the run are read here; the next run starts a new pool.
-            with _POOLS_LOCK:
-                _POOLS.pop(self.processes, None)
+            _POOLS.drop(self.processes)
             self.started = False
             self.processes = 1
             return read_feed(result, source, run_id)
@@ -145,22 +141,12 @@ def usable_cores() -> int:
 
 def reading_pool(processes: int) -> Executor:
     """The process's pool of ``processes`` feed-reading workers, started on first use and kept."""
-    with _POOLS_LOCK:
-        pool = _POOLS.get(processes)
-        if pool is None or getattr(pool, "_broken", False):
-            spawn = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(processes, mp_context=spawn, initializer=exit_with_parent)
-            _POOLS[processes] = pool
-        return pool
+    return _POOLS.get(processes)
 
 
 def shutdown_reading_pools() -> None:
     """Stop the process's feed-reading workers and wait for them (a later run starts them again)."""
-    with _POOLS_LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-    for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.shutdown()
 
 
 def _as_feedlake_error(exc: Exception, source_id: str) -> FeedlakeError:
