@@ -26,12 +26,17 @@ from feedlake.tasks.sources.catalog import Source
 from feedlake.tasks.values import FetchResult
 from feedlake.tasks.worker_process import KeptPools, spawned_pool
 
-# Until this many feeds of a run have brought a body, they are read here: the workers' start
-# (about half a second of CPU each) costs more than they save on a few feeds, and a poll of a
-# thousand feeds of which three changed should not pay it. A long-lived process keeps the workers.
+# Workers are for a poll whose parsing falls behind its network: they start when this many feeds
+# that brought a body are waiting to be read (their start costs about half a second of CPU each,
+# and every feed then a trip to a worker and back). A poll of slow or few servers, whose feeds
+# trickle in, is read here as they come; a poll of a thousand feeds of which three changed never
+# starts them. A long-lived process keeps the workers once started.
+POOL_MIN_BACKLOG = 16
+# And never for a run of fewer due feeds than this.
 POOL_MIN_FEEDS = 24
 
 _POOLS = KeptPools(spawned_pool)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,12 @@ def emit_records(records: tuple[logging.LogRecord, ...]) -> None:
 
 
 class FeedReaders:
-    """Where a run reads its feeds: in the calling thread, or, once enough feeds have brought a
-    body, in the process's pool of workers."""
+    """Where a run reads its feeds: in the calling thread, or, once feeds wait to be read faster
+    than they are read, in the process's pool of workers."""
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
-        self.bodies = 0
+        self.waiting = 0
         self.started = False
 
     @classmethod
@@ -100,15 +105,20 @@ class FeedReaders:
         return self.processes > 1
 
     def body_arrived(self) -> None:
-        """Count a feed that brought a body; the workers start with the ``POOL_MIN_FEEDS``-th."""
-        self.bodies += 1
-        if self.in_workers and not self.started and self.bodies >= POOL_MIN_FEEDS:
+        """A feed brought a body to read; the workers start when ``POOL_MIN_BACKLOG`` are waiting."""
+        self.waiting += 1
+        if self.in_workers and not self.started and self.waiting >= POOL_MIN_BACKLOG:
             self.start()
+
+    def body_done(self) -> None:
+        """A feed that brought a body has been read (or left the run)."""
+        self.waiting -= 1
 
     def start(self) -> None:
         """Start the workers now (they import the parsers while the feeds are still arriving)."""
         if self.in_workers:
             self.started = True
+            log.info("reading feeds in %d worker processes (%d waiting)", self.processes, self.waiting)
             pool = reading_pool(self.processes)
             for _ in range(self.processes):
                 pool.submit(int)

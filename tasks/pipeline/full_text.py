@@ -211,6 +211,9 @@ class _LiveRun:
             with SourceBoundary(report, "normalize"):
                 raise exc
             return
+        finally:
+            if result.body is not None:
+                self.readers.body_done()
         self.prepared[result.source_id] = prepared
         for plan in prepared.plans:
             self.page_tasks.append((plan, asyncio.create_task(self._page(plan)), False))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from feedlake.tasks.pipeline.feed_reading import (
+    POOL_MIN_BACKLOG,
     POOL_MIN_FEEDS,
     FeedReaders,
     read_feed,
@@ -109,13 +110,16 @@ def test_a_dead_worker_costs_its_feed_nothing(manifest: list[CorpusFile]) -> Non
         shutdown_reading_pools()
 
 
-def test_workers_start_only_once_a_poll_has_brought_many_bodies() -> None:
+def test_workers_start_only_when_feeds_wait_to_be_read() -> None:
     readers = FeedReaders.for_run(1000, 2)
     try:
-        for _ in range(POOL_MIN_FEEDS - 1):
-            readers.body_arrived()  # a thousand feeds, 23 changed: read here, no worker started
+        for _ in range(500):  # feeds that trickle in are read as they come: no worker is started
+            readers.body_arrived()
+            readers.body_done()
+        for _ in range(POOL_MIN_BACKLOG - 1):
+            readers.body_arrived()
         assert readers.in_workers and not readers.started
-        readers.body_arrived()
+        readers.body_arrived()  # now parsing has fallen behind the network
         assert readers.started
     finally:
         shutdown_reading_pools()
@@ -124,7 +128,7 @@ def test_workers_start_only_once_a_poll_has_brought_many_bodies() -> None:
 
 
 def test_a_corpus_poll_in_workers_writes_the_lake_a_poll_without_them_writes(
-    manifest: list[CorpusFile], snapshot_base_url: str, tmp_path: Path
+    manifest: list[CorpusFile], snapshot_base_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import pyarrow.dataset as ds
     from deltalake import DeltaTable
@@ -140,7 +144,11 @@ def test_a_corpus_poll_in_workers_writes_the_lake_a_poll_without_them_writes(
         for processes in (1, 2):
             lake = tmp_path / f"lake-{processes}"
             settings = settings_with(sources=str(sources), lake=str(lake), parse_processes=processes)
-            summaries[processes] = run_poll(settings)
+            with caplog.at_level(logging.INFO, logger="feedlake.tasks.pipeline.feed_reading"):
+                summaries[processes] = run_poll(settings)
+            started = [r for r in caplog.records if "worker processes" in r.getMessage()]
+            assert len(started) == (processes - 1)  # the corpus arrives faster than one thread parses
+            caplog.clear()
             files = DeltaTable(str(lake / "articles")).file_uris()
             rows = ds.dataset(files, format="parquet").to_table()
             # What differs between two polls by design: when, and by which run.
