@@ -128,8 +128,9 @@ def fetch_sources(
         # waiting on them; a few are read by one thread here (feed_reading.FeedReaders.for_run).
         processes = settings.parse_processes or usable_cores()
         readers = FeedReaders.for_run(len(due), processes)
-        threads = readers.processes if readers.in_workers else 1
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="feedlake-normalize") as worker:
+        with ThreadPoolExecutor(
+            max_workers=readers.processes, thread_name_prefix="feedlake-normalize"
+        ) as worker:
             run = _LiveRun(settings, due, run_id, reports, store, worker, readers)
             waiting = retries if retries is not None else RETRY_SCHEMA.empty_table()
             asyncio.run(run.fetch(targets, validators, waiting))
@@ -149,10 +150,10 @@ class _LiveRun:
         reports: dict[str, SourceReport],
         store: ObjectStore,
         worker: Executor,
-        readers: FeedReaders | None = None,
+        readers: FeedReaders,
     ) -> None:
         self.settings = settings
-        self.readers = readers or FeedReaders(1)
+        self.readers = readers
         self.due = list(due)
         self.by_id = {s.id: s for s in due}
         self.run_id = run_id
@@ -196,9 +197,9 @@ class _LiveRun:
         """A feed's final result (in the loop): its source goes to the worker thread."""
         if result.body is not None:
             self.readers.body_arrived()
-        if result.body is not None and not self.preloading:
-            self.preloading = True
-            preload_great_expectations()
+            if not self.preloading:
+                self.preloading = True
+                preload_great_expectations()
         self.preparing.append(asyncio.ensure_future(self._prepare(result)))
 
     async def _prepare(self, result: FetchResult) -> None:

@@ -9,6 +9,7 @@ import pytest
 from feedlake.flows.cli import EXIT_CANNOT_RUN, EXIT_OK, main
 from tests.conftest import write_sources
 from tests.support.paths import REPO
+from tests.support.shell_env import shell_without_prefect
 
 
 def test_sources_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,19 +73,13 @@ def test_poll_with_a_broken_sources_file_exits_non_zero(tmp_path: Path, capsys) 
 def test_poll_without_a_prefect_api_runs_in_process_and_never_imports_prefect(
     tmp_path: Path, snapshot_base_url: str
 ) -> None:
-    import os
     import subprocess
     import sys
 
     sources = write_sources(
         tmp_path / "s.yaml", [("centcom", f"{snapshot_base_url}/centcom/centcom-press-releases.RSS.ashx.xml")]
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        FEEDLAKE_ALLOW_PRIVATE_NETWORKS="true",
-        PYTHONPATH=str(REPO),
-    )
+    env = shell_without_prefect(tmp_path, FEEDLAKE_ALLOW_PRIVATE_NETWORKS="true", PYTHONPATH=str(REPO))
     script = (
         "import sys\n"
         "from feedlake.flows.cli import main\n"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from feedlake.flows.cli import EXIT_CANNOT_RUN, EXIT_OK
 from tests.conftest import write_sources
+from tests.support.shell_env import shell_without_prefect
 
 FEEDLAKE = Path(sys.executable).parent / "feedlake"
 
@@ -70,8 +70,7 @@ def test_the_installed_command_prints_the_whole_summary_into_a_pipe(
     sources = write_sources(
         tmp_path / "s.yaml", [("centcom", f"{snapshot_base_url}/centcom/centcom-press-releases.RSS.ashx.xml")]
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), FEEDLAKE_ALLOW_PRIVATE_NETWORKS="true")
+    env = shell_without_prefect(tmp_path, FEEDLAKE_ALLOW_PRIVATE_NETWORKS="true")
     lake = tmp_path / "lake"
     command = [str(FEEDLAKE), "poll", "--sources", str(sources), "--lake", str(lake)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

@@ -25,6 +25,7 @@ from feedlake.tasks.lake.storage import open_store
 from feedlake.tasks.settings import FeedlakeSettings
 from tests.support.prefect_server import wait_for
 from tests.support.publishing_site import PublishingSite, publishing_site
+from tests.support.shell_env import shell_without_prefect
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +35,10 @@ FEEDLAKE = str(Path(sys.executable).with_name("feedlake"))
 
 def serve_env(root: Path, prefect_api_url: str | None = None) -> dict[str, str]:
     """An operator's shell: feedlake's home in ``root``, and a Prefect server only if one is given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = shell_without_prefect(root, FEEDLAKE_HOME=str(root / "feedlake-home"), FEEDLAKE_SERVE_PORT="0")
     if prefect_api_url:
         env["PREFECT_API_URL"] = prefect_api_url
-    return {
-        **env,
-        "PREFECT_HOME": str(root / "prefect-home"),
-        "FEEDLAKE_HOME": str(root / "feedlake-home"),
-        "FEEDLAKE_SERVE_PORT": "0",
-    }
+    return env
 
 
 def write_sources(path: Path, site: PublishingSite) -> Path:

@@ -28,6 +28,7 @@ from feedlake.tasks.sources.catalog import Source
 from feedlake.tasks.values import FetchResult
 from tests.conftest import CORPUS, CorpusFile
 from tests.support.paths import REPO
+from tests.support.shell_env import shell_without_prefect
 
 
 def fetched(entry: CorpusFile) -> tuple[FetchResult, Source]:
@@ -183,8 +184,9 @@ def test_a_script_without_a_main_guard_still_gets_its_poll(
         f"summary = feedlake.poll({str(sources)!r}, {str(tmp_path / 'lake')!r})\n"
         "print('committed', summary.rows_committed)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PYTHONPATH=str(REPO), FEEDLAKE_PARSE_PROCESSES="2", FEEDLAKE_LEASE_WAIT_SECONDS="120")
+    env = shell_without_prefect(
+        tmp_path, PYTHONPATH=str(REPO), FEEDLAKE_PARSE_PROCESSES="2", FEEDLAKE_LEASE_WAIT_SECONDS="120"
+    )
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.split("committed ")[1]) > 400  # the parent read every feed itself
